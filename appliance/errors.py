@@ -1,0 +1,103 @@
+"""One error vocabulary with stable codes, raised in the domain and translated at each edge.
+
+`web` turns an `OvationError` into `{"error": {"code", "message"}}` with `status`; `cli` prints
+the message on one line and exits with `exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class OvationError(Exception):
+    """A failure a caller can act on. `code` is stable and documented; `message` is for humans."""
+
+    code = "error"
+    status = 400
+    exit_code = 1
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details or {}
+
+
+class InvalidInput(OvationError):
+    """A field is missing, malformed or out of range."""
+
+    code = "invalid_input"
+    status = 400
+
+
+class UnknownSite(OvationError):
+    code = "unknown_site"
+    status = 404
+
+
+class UnknownPage(OvationError):
+    code = "unknown_page"
+    status = 404
+
+
+class UnknownReaction(OvationError):
+    code = "unknown_reaction"
+    status = 400
+
+
+class InvalidPath(OvationError):
+    code = "invalid_path"
+    status = 400
+
+
+class OriginNotAllowed(OvationError):
+    code = "origin_not_allowed"
+    status = 403
+
+
+class Conflict(OvationError):
+    code = "conflict"
+    status = 409
+
+
+class ServiceUnavailable(OvationError):
+    """Redis or the database cannot be reached right now."""
+
+    code = "service_unavailable"
+    status = 503
+    exit_code = 3
+
+
+class ConfigError(OvationError):
+    """A setting has a bad value; start-up stops with one clear line."""
+
+    code = "bad_config"
+    status = 500
+    exit_code = 2
+
+
+class PluginError(OvationError):
+    """A plugin cannot be loaded (duplicate name, bad declaration)."""
+
+    code = "plugin_error"
+    status = 500
+    exit_code = 2
+
+
+ERROR_CODES: dict[str, str] = {
+    "invalid_input": "A field is missing, malformed or out of range (details name the field).",
+    "invalid_json": "The body is not valid UTF-8 JSON.",
+    "invalid_path": "The page path cannot be normalised or is too long.",
+    "unknown_site": "No site has that name.",
+    "unknown_page": "The site accepts only published pages and this one is not published.",
+    "unknown_reaction": "No enabled reaction type has that name, or it lacks the action.",
+    "origin_not_allowed": "The request's Origin is not one of the site's allowed origins.",
+    "not_found": "No route matches the URL.",
+    "method_not_allowed": "The route does not accept that HTTP method.",
+    "payload_too_large": "The request body is larger than allowed.",
+    "conflict": "The thing to create exists already.",
+    "service_unavailable": "Redis or the database cannot be reached; try again shortly.",
+    "internal_error": "A bug in Ovation; the log has the details.",
+}

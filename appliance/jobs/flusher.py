@@ -1,0 +1,102 @@
+"""The flusher process: `flush_once` every `flush_interval_s`, with backoff while SQL is down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+
+import peewee as pw
+import redis
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from appliance.jobs.flush import flush_once, pending_counters, record_failure
+
+log = logging.getLogger("ovation.flusher")
+
+
+class FlushLoop:
+    """One tick per interval; after a failure, ticks are skipped until the backoff has passed."""
+
+    def __init__(self, client: redis.Redis, database: pw.Database, interval_s: float,
+                 retry_max_s: float) -> None:
+        self.client = client
+        self.database = database
+        self.interval_s = interval_s
+        self.retry_max_s = retry_max_s
+        self.failures = 0
+        self.next_attempt = 0.0
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        if time.monotonic() < self.next_attempt:
+            return
+        with self._lock:
+            try:
+                report = flush_once(self.client, self.database)
+            except Exception as exc:  # SQL or Redis down: keep the batch, retry later
+                self.failures += 1
+                delay = min(self.interval_s * 2 ** self.failures, self.retry_max_s)
+                delay *= random.uniform(0.5, 1.0)  # jitter: flushers of many hosts spread out
+                self.next_attempt = time.monotonic() + delay
+                log.warning("flush failed (%s: %s); retrying in %.1f s",
+                            type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc)
+                            else "", delay)
+                record_failure(self.client, f"{type(exc).__name__}: {exc}")
+                try:
+                    self.database.close()  # a fresh connection on the next try
+                except Exception:
+                    pass
+                return
+            if self.failures:
+                log.info("flush recovered after %d failed attempts", self.failures)
+            self.failures = 0
+            self.next_attempt = 0.0
+            if report.batch_id:
+                log.info("flushed batch %s: %d counters, %d interactions, %.1f ms%s",
+                         report.batch_id, report.counters, report.interactions,
+                         report.duration_s * 1000, " (resumed)" if report.resumed else "")
+
+    def final_flush(self) -> None:
+        """On shutdown: flush what is pending so a stop loses nothing (best effort)."""
+        self.next_attempt = 0.0
+        self.tick()
+        try:
+            left = pending_counters(self.client)
+        except redis.exceptions.RedisError:
+            return
+        if left:
+            log.warning("%d counters are still pending in Redis; the next flusher flushes them",
+                        left)
+
+
+def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
+                retry_max_s: float) -> None:
+    """Run until SIGTERM/SIGINT (warm: finish the running flush, flush once more, exit).
+
+    A second signal exits at once; nothing is lost either way, as the batch stays in Redis.
+    """
+    loop = FlushLoop(client, database, interval_s, retry_max_s)
+    scheduler = BlockingScheduler()
+    scheduler.add_job(loop.tick, "interval", seconds=interval_s, id="flush",
+                      max_instances=1, coalesce=True)
+    stopping = {"count": 0}
+
+    def stop(signum, _frame) -> None:
+        stopping["count"] += 1
+        if stopping["count"] > 1:
+            log.warning("second signal: exiting now")
+            os._exit(1)
+        log.info("signal %d: stopping after the running flush", signum)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("flusher started: every %.1f s", interval_s)
+    loop.tick()  # a crashed predecessor's batch is finished before the first interval
+    scheduler.start()
+    loop.final_flush()
+    log.info("flusher stopped")

@@ -1,0 +1,1 @@
+"""The rules: dedup windows, caps, validation, site policy. `web` and `cli` call these."""

@@ -1,0 +1,108 @@
+"""Site rules: names, origins, and the cached lookup web workers use on every request."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import urlsplit
+
+import peewee as pw
+
+from appliance.errors import Conflict, InvalidInput, UnknownSite
+from appliance.storage import site_store
+from appliance.storage.site_store import SiteRecord
+
+SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DEMO_SITE = "demo"
+
+
+def validate_site_name(name: str) -> str:
+    if not isinstance(name, str) or not SITE_NAME.match(name):
+        raise InvalidInput(f"Site name {name!r} must be 1-63 characters of a-z, 0-9 and -, "
+                           "starting with a letter or digit.", details={"field": "site"})
+    return name
+
+
+def normalise_origin(origin: str) -> str:
+    """`https://Blog.Example:443/` -> `https://blog.example`; anything but an origin is refused."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        raise InvalidInput(f"Origin {origin!r} is not a URL.",
+                           details={"field": "origin"}) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"Origin {origin!r} must look like https://blog.example.",
+                           details={"field": "origin"})
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise InvalidInput(f"Origin {origin!r} must have no path, query or user: "
+                           "just scheme://host[:port].", details={"field": "origin"})
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = f":{port}" if port and port != default_port else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+def add_site(database: pw.Database, name: str, origins: list[str], title: str = "",
+             accept_unpublished_pages: bool = True) -> SiteRecord:
+    record = SiteRecord(name=validate_site_name(name), title=title,
+                        origins=tuple(dict.fromkeys(normalise_origin(o) for o in origins)),
+                        accept_unpublished_pages=accept_unpublished_pages)
+    if not site_store.insert_site(database, record):
+        raise Conflict(f"A site named {name!r} exists already.")
+    return record
+
+
+def ensure_site(database: pw.Database, name: str, origins: list[str], title: str = "") -> None:
+    """Create the site if missing; otherwise add any of `origins` it lacks (used by `up`)."""
+    existing = site_store.get_site(database, name)
+    if existing is None:
+        try:
+            add_site(database, name, origins, title)
+        except Conflict:
+            pass
+        return
+    wanted = tuple(dict.fromkeys(existing.origins + tuple(normalise_origin(o) for o in origins)))
+    if wanted != existing.origins:
+        site_store.update_site(database, SiteRecord(
+            name=existing.name, title=existing.title, origins=wanted,
+            accept_unpublished_pages=existing.accept_unpublished_pages,
+            reaction_options=existing.reaction_options))
+
+
+def origin_allowed(site: SiteRecord, origin: str | None, own_origin: str | None = None) -> bool:
+    """No Origin header (server-side or same-origin GET) is allowed; otherwise it must match."""
+    if not origin:
+        return True
+    try:
+        normalised = normalise_origin(origin)
+    except InvalidInput:
+        return False
+    return normalised in site.origins or (own_origin is not None and normalised == own_origin)
+
+
+class SiteDirectory:
+    """Site lookups for web workers, cached for a few seconds so a request costs no SQL."""
+
+    def __init__(self, database: pw.Database, run_sql, ttl_s: float) -> None:
+        self._database = database
+        self._run_sql = run_sql
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, SiteRecord | None]] = {}
+
+    async def get(self, name: str) -> SiteRecord:
+        if not isinstance(name, str) or not SITE_NAME.match(name):
+            raise UnknownSite(f"No site is named {name!r}.")
+        now = time.monotonic()
+        hit = self._cache.get(name)
+        if hit is None or now - hit[0] > self._ttl_s:
+            record = await self._run_sql(site_store.get_site, self._database, name)
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            hit = (now, record)
+            self._cache[name] = hit
+        if hit[1] is None:
+            raise UnknownSite(f"No site is named {name!r}.")
+        return hit[1]

@@ -1,0 +1,264 @@
+"""Every setting Ovation reads, declared once.
+
+Each field of `Settings` is one setting: its type, default, unit (in the name) and help text.
+The environment variable is `OVATION_` + the name in capitals. The same declaration feeds
+`platformctl config show`, `packaging/ovation.env.example` (a test keeps them equal) and
+validation at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from appliance.errors import ConfigError
+
+ENV_PREFIX = "OVATION_"
+ENV_FILE_VARIABLE = "OVATION_ENV_FILE"
+OWNED_REDIS = "owned"
+
+
+def default_data_dir() -> Path:
+    """The data directory when none is given: the XDG data home, like other user tools."""
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "ovation"
+
+
+class Settings(BaseModel):
+    """Ovation's effective configuration. Field descriptions are the documentation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Directory for the SQLite database, the owned Redis and the secret key.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQL database: sqlite:///PATH or postgresql://USER@HOST/DB. "
+        "Empty means a SQLite file in the data directory.",
+    )
+    redis_url: str = Field(
+        OWNED_REDIS,
+        description="redis://HOST:PORT/DB or unix:///PATH, or 'owned' for a private "
+        "redis-server on a Unix socket in the data directory.",
+    )
+    bind: str = Field("127.0.0.1:8700", description="Address and port the web process listens on.")
+    public_url: str = Field(
+        "", description="URL readers reach Ovation at (printed and used in links). "
+        "Empty means http://BIND."
+    )
+    web_workers: int = Field(1, ge=1, le=64, description="Hypercorn worker processes for web.")
+    flush_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between flushes of pending counters to SQL."
+    )
+    flush_retry_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait between flush retries while SQL is down."
+    )
+    view_window_s: int = Field(
+        1800, ge=0, le=86400 * 30,
+        description="A visitor's views of one page within this many seconds count once.",
+    )
+    applause_cap: int = Field(
+        50, ge=1, le=100000, description="Most applause one visitor may give one page."
+    )
+    live_coalesce_ms: int = Field(
+        250, ge=10, le=10000,
+        description="Live totals for a page are pushed at most once per this many milliseconds.",
+    )
+    totals_cache_ttl_s: int = Field(
+        86400, ge=60, description="How long Redis keeps a page's SQL totals after last use."
+    )
+    max_batch_paths: int = Field(100, ge=1, le=1000, description="Most paths in one batch read.")
+    max_path_length: int = Field(
+        1024, ge=16, le=8192, description="Longest page path accepted, after normalisation."
+    )
+    site_cache_s: float = Field(
+        5.0, ge=0, le=3600, description="Seconds a web worker caches a site's configuration."
+    )
+    secret_key: str = Field(
+        "", description="Key for hashing visitor ids and IPs. Empty means one generated and kept "
+        "in the data directory.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Logging level of every process."
+    )
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_has_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must look like HOST:PORT, e.g. 127.0.0.1:8700")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value != OWNED_REDIS and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be 'owned' or start with redis://, rediss:// or unix://")
+        return value
+
+    # Derived values: computed, never configured twice.
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ovation.db'}"
+
+    @property
+    def owns_redis(self) -> bool:
+        return self.redis_url == OWNED_REDIS
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.redis_dir / "redis.sock"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return f"unix://{self.redis_socket}" if self.owns_redis else self.redis_url
+
+    @property
+    def bind_host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def bind_port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.bind_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.bind_port}"
+
+    def hashing_key(self) -> bytes:
+        """The key for visitor and IP hashes: configured, or generated once and kept."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return key_file.read_text().strip().encode()
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings plus where each value came from, for `platformctl config show`."""
+
+    settings: Settings
+    sources: dict[str, str]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a systemd-style env file: KEY=VALUE lines, # comments, optional quotes."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the effective settings: defaults < env file < environment < command-line flags.
+
+    Flags not given are None in `overrides` and ignored, so only flags actually passed win.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    env_file = _locate_env_file(environ, overrides)
+    if env_file is not None:
+        for key, value in read_env_file(env_file).items():
+            _take(key, value, f"env file {env_file}", raw, sources)
+    for key, value in environ.items():
+        _take(key, value, "environment", raw, sources, strict=False)
+    for name, value in overrides.items():
+        raw[name] = value
+        sources[name] = "command line"
+
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        given = raw.get(name)
+        raise ConfigError(
+            f"{env_var(name)}={given!r} ({sources.get(name, 'default')}): {first['msg']}"
+        ) from None
+    for name in SETTING_NAMES:
+        sources.setdefault(name, "default")
+    return LoadedSettings(settings, sources)
+
+
+def _locate_env_file(environ: dict[str, str], overrides: dict[str, Any]) -> Path | None:
+    if environ.get(ENV_FILE_VARIABLE):
+        path = Path(environ[ENV_FILE_VARIABLE])
+        if not path.is_file():
+            raise ConfigError(f"{ENV_FILE_VARIABLE}={path}: no such file")
+        return path
+    data_dir = overrides.get("data_dir") or environ.get(env_var("data_dir"))
+    candidate = Path(data_dir) / "ovation.env" if data_dir else default_data_dir() / "ovation.env"
+    return candidate if candidate.is_file() else None
+
+
+def _take(
+    key: str, value: str, source: str, raw: dict[str, Any], sources: dict[str, str],
+    strict: bool = True,
+) -> None:
+    if not key.startswith(ENV_PREFIX) or key == ENV_FILE_VARIABLE:
+        if strict:
+            raise ConfigError(f"{source}: {key} is not an Ovation setting (they start with "
+                              f"{ENV_PREFIX})")
+        return
+    name = key[len(ENV_PREFIX):].lower()
+    if name not in SETTING_NAMES:
+        # Unknown keys warn rather than stop: a typo must not take a site down on upgrade.
+        import logging
+
+        logging.getLogger("ovation.settings").warning("%s: unknown setting %s ignored",
+                                                      source, key)
+        return
+    raw[name] = value
+    sources[name] = source

@@ -1,0 +1,1 @@
+"""Storage: Redis keys and atomic scripts, SQL models, migrations. No rules live here."""

@@ -1,0 +1,240 @@
+"""Redis side of the write-behind counters: keys and the atomic Lua scripts that touch them.
+
+Every key carries the hash tag `{c}` so that all counter keys live in one slot and the scripts
+also run on Redis Cluster. A page's live total for a reaction type is always
+
+    cached SQL total + pending delta + in-flight delta
+
+and every script that changes one of the three keeps that sum unchanged (except by the
+interaction it records), so no reader sees a count move backwards at flush time.
+
+Keys (P = `ov:{c}:`; a page is `SITE|PATH`, a counter field is `SITE|TYPE|PATH`):
+
+| key | type | holds |
+| --- | --- | --- |
+| P pending | hash | counter field -> delta not yet flushed |
+| P inflight / P inflight_id | hash / string | the batch being flushed, and its id |
+| P hll_dirty / P hll_inflight | set | pages whose unique-visitor estimate changed |
+| P sql:PAGE | hash | cached SQL totals of a page (type -> total, `_` marks presence) |
+| P vs:PAGE | hash | per-visitor state: `TYPE|VISITOR` -> given amount / 1 for a toggle |
+| P seen:TYPE|VISITOR|PAGE | string | windowed dedup (views), expires with the window |
+| P hll:PAGE | HyperLogLog | distinct visitors of a page |
+| P live:PAGE | string | live-update throttle for a page |
+| P stats | hash | interactions accepted, by type (for /metrics) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "ov:{c}:"
+PENDING = PREFIX + "pending"
+INFLIGHT = PREFIX + "inflight"
+INFLIGHT_ID = PREFIX + "inflight_id"
+HLL_DIRTY = PREFIX + "hll_dirty"
+HLL_INFLIGHT = PREFIX + "hll_inflight"
+STATS = PREFIX + "stats"
+FLUSH_STATS = PREFIX + "flush_stats"
+SEPARATOR = "|"
+
+
+def page_member(site: str, path: str) -> str:
+    return f"{site}{SEPARATOR}{path}"
+
+
+def counter_field(site: str, reaction: str, path: str) -> str:
+    return f"{site}{SEPARATOR}{reaction}{SEPARATOR}{path}"
+
+
+def split_counter_field(field: str) -> tuple[str, str, str]:
+    """Inverse of `counter_field`; site and type never contain the separator, paths may."""
+    site, reaction, path = field.split(SEPARATOR, 2)
+    return site, reaction, path
+
+
+def hll_key(member: str) -> str:
+    return f"{PREFIX}hll:{member}"
+
+
+def sql_cache_key(member: str) -> str:
+    return f"{PREFIX}sql:{member}"
+
+
+# Shared Lua: the live totals and a visitor's state for one page.
+_TOTALS_LUA = """
+local P = ARGV[1]
+local function page_totals(site, path, types, visitor, out)
+  local member = site .. '|' .. path
+  local cache = P .. 'sql:' .. member
+  local cached = redis.call('EXISTS', cache)
+  out[#out + 1] = cached
+  for _, t in ipairs(types) do
+    local field = site .. '|' .. t .. '|' .. path
+    local total = tonumber(redis.call('HGET', cache, t) or '0')
+      + tonumber(redis.call('HGET', P .. 'pending', field) or '0')
+      + tonumber(redis.call('HGET', P .. 'inflight', field) or '0')
+    out[#out + 1] = total
+  end
+  if visitor ~= '' then
+    local vs = P .. 'vs:' .. member
+    for _, t in ipairs(types) do
+      out[#out + 1] = tonumber(redis.call('HGET', vs, t .. '|' .. visitor) or '0')
+    end
+  end
+  return cached
+end
+local function split(text)
+  local items = {}
+  for item in string.gmatch(text, '[^,]+') do items[#items + 1] = item end
+  return items
+end
+"""
+
+# ARGV: prefix, site, types(csv), visitor, path1, path2, ...
+TOTALS_SCRIPT = _TOTALS_LUA + """
+local out = {}
+local types = split(ARGV[3])
+for i = 5, #ARGV do
+  page_totals(ARGV[2], ARGV[i], types, ARGV[4], out)
+end
+return out
+"""
+
+# ARGV: prefix, site, types(csv), visitor, path, reaction, kind, action, amount, cap, window_s,
+#       coalesce_ms, now_day
+# Returns: {applied_delta, publish_due, cached, totals..., states...}
+INTERACT_SCRIPT = _TOTALS_LUA + """
+local site, visitor, path = ARGV[2], ARGV[4], ARGV[5]
+local reaction, kind, action = ARGV[6], ARGV[7], ARGV[8]
+local amount, cap, window = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local member = site .. '|' .. path
+local vs = P .. 'vs:' .. member
+local state_field = reaction .. '|' .. visitor
+local delta = 0
+if kind == 'counter' then
+  delta = amount
+  if window > 0 then
+    local seen = P .. 'seen:' .. reaction .. '|' .. visitor .. '|' .. member
+    if not redis.call('SET', seen, '1', 'NX', 'EX', window) then delta = 0 end
+  end
+  if cap > 0 and delta > 0 then
+    local given = tonumber(redis.call('HGET', vs, state_field) or '0')
+    delta = math.max(math.min(delta, cap - given), 0)
+  end
+  if cap > 0 and delta > 0 then redis.call('HINCRBY', vs, state_field, delta) end
+elseif kind == 'toggle' then
+  local current = redis.call('HGET', vs, state_field)
+  if action == 'add' and not current then
+    redis.call('HSET', vs, state_field, '1')
+    delta = 1
+  elseif action == 'remove' and current then
+    redis.call('HDEL', vs, state_field)
+    delta = -1
+  end
+else
+  return redis.error_reply('unknown kind ' .. kind)
+end
+if delta ~= 0 then
+  redis.call('HINCRBY', P .. 'pending', site .. '|' .. reaction .. '|' .. path, delta)
+end
+redis.call('HINCRBY', P .. 'stats', reaction, 1)
+if redis.call('PFADD', P .. 'hll:' .. member, visitor) == 1 then
+  redis.call('SADD', P .. 'hll_dirty', member)
+end
+local publish_due = 0
+if delta ~= 0 and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[12]) then
+  publish_due = 1
+end
+local out = {delta, publish_due}
+page_totals(site, path, split(ARGV[3]), visitor, out)
+return out
+"""
+
+# Seed a page's cached SQL totals read by the caller, unless a flush moved on meanwhile.
+# ARGV: prefix, member, site, path, expected_inflight_id, batch_applied(0/1), ttl_s,
+#       type1, total1, type2, total2, ...
+# Returns 1 when the cache is in place, 0 when the caller must read SQL again.
+SEED_SCRIPT = """
+local P, member, site, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local current = redis.call('GET', P .. 'inflight_id') or ''
+if current ~= ARGV[5] then return 0 end
+local cache = P .. 'sql:' .. member
+if redis.call('EXISTS', cache) == 1 then return 1 end
+redis.call('HSET', cache, '_', '1')
+for i = 8, #ARGV, 2 do
+  local reaction, total = ARGV[i], tonumber(ARGV[i + 1])
+  if ARGV[6] == '1' then
+    -- SQL already holds the in-flight batch, which readers still add from Redis.
+    local field = site .. '|' .. reaction .. '|' .. path
+    total = total - tonumber(redis.call('HGET', P .. 'inflight', field) or '0')
+  end
+  redis.call('HSET', cache, reaction, total)
+end
+redis.call('EXPIRE', cache, ARGV[7])
+return 1
+"""
+
+# Move pending deltas to in flight under a new batch id, or resume the batch already in flight.
+# ARGV: prefix, new_batch_id. Returns {batch_id, 'new'|'resumed'} or {} when there is nothing.
+BEGIN_FLUSH_SCRIPT = """
+local P = ARGV[1]
+local current = redis.call('GET', P .. 'inflight_id')
+if current then return {current, 'resumed'} end
+local has_pending = redis.call('EXISTS', P .. 'pending') == 1
+local has_hll = redis.call('EXISTS', P .. 'hll_dirty') == 1
+if not has_pending and not has_hll then return {} end
+if has_pending then redis.call('RENAME', P .. 'pending', P .. 'inflight') end
+if has_hll then redis.call('RENAME', P .. 'hll_dirty', P .. 'hll_inflight') end
+redis.call('SET', P .. 'inflight_id', ARGV[2])
+return {ARGV[2], 'new'}
+"""
+
+# After SQL committed the batch: fold it into the cached SQL totals and drop it, atomically.
+# ARGV: prefix, batch_id. Returns the number of counters folded, or -1 if the batch is not current.
+FINISH_FLUSH_SCRIPT = """
+local P = ARGV[1]
+if redis.call('GET', P .. 'inflight_id') ~= ARGV[2] then return -1 end
+local entries = redis.call('HGETALL', P .. 'inflight')
+for i = 1, #entries, 2 do
+  local site, reaction, path = string.match(entries[i], '^([^|]*)|([^|]*)|(.*)$')
+  local cache = P .. 'sql:' .. site .. '|' .. path
+  if redis.call('EXISTS', cache) == 1 then
+    redis.call('HINCRBY', cache, reaction, entries[i + 1])
+  end
+end
+redis.call('DEL', P .. 'inflight', P .. 'hll_inflight', P .. 'inflight_id')
+return #entries / 2
+"""
+
+# Drop the live throttle and read the totals to publish, in one step, so that any interaction
+# after this read takes the throttle again and causes its own publish.
+# ARGV: prefix, site, types(csv), path
+PUBLISH_TOTALS_SCRIPT = _TOTALS_LUA + """
+redis.call('DEL', P .. 'live:' .. ARGV[2] .. '|' .. ARGV[4])
+local out = {}
+page_totals(ARGV[2], ARGV[4], split(ARGV[3]), '', out)
+return out
+"""
+
+
+@dataclass
+class CounterScripts:
+    """The scripts registered on one Redis client (sync or asyncio: same API, awaitable or not)."""
+
+    totals: object
+    interact: object
+    seed: object
+    begin_flush: object
+    finish_flush: object
+    publish_totals: object
+
+    @classmethod
+    def register(cls, client) -> CounterScripts:
+        return cls(
+            totals=client.register_script(TOTALS_SCRIPT),
+            interact=client.register_script(INTERACT_SCRIPT),
+            seed=client.register_script(SEED_SCRIPT),
+            begin_flush=client.register_script(BEGIN_FLUSH_SCRIPT),
+            finish_flush=client.register_script(FINISH_FLUSH_SCRIPT),
+            publish_totals=client.register_script(PUBLISH_TOTALS_SCRIPT),
+        )

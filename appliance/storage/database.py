@@ -1,0 +1,59 @@
+"""Opening the SQL database named by a URL (SQLite or PostgreSQL via psycopg2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import peewee as pw
+
+from appliance.errors import ConfigError, ServiceUnavailable
+from appliance.storage.models import database_proxy
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",  # readers never block the flusher's writes
+    "synchronous": "normal",  # durable at checkpoints; WAL keeps it consistent
+    "foreign_keys": 1,
+    "busy_timeout": 10000,  # several processes share the file
+}
+
+
+def open_database(url: str) -> pw.Database:
+    """Build (not connect) the peewee database for `url` and bind the models to it."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if parts.netloc:  # sqlite://relative/path is a common typo for sqlite:///relative/path
+            raise ConfigError(f"database URL {url!r}: write sqlite:///PATH (three slashes)")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        database: pw.Database = pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS,
+                                                  check_same_thread=False)
+    elif parts.scheme in ("postgresql", "postgres"):
+        database = pw.PostgresqlDatabase(
+            unquote(parts.path.lstrip("/")) or "postgres",
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            host=parts.hostname,
+            port=parts.port,
+            autorollback=True,
+            connect_timeout=5,
+        )
+    else:
+        raise ConfigError(f"database URL {url!r}: use sqlite:///PATH or postgresql://...")
+    database_proxy.initialize(database)
+    return database
+
+
+def is_postgres(database: pw.Database) -> bool:
+    return isinstance(database, pw.PostgresqlDatabase)
+
+
+def check_database(database: pw.Database) -> None:
+    """Raise ServiceUnavailable unless a trivial query works."""
+    try:
+        database.execute_sql("SELECT 1")
+    except pw.PeeweeException as exc:
+        raise ServiceUnavailable(f"The database is not reachable: {exc}".strip()) from exc
+    except Exception as exc:  # psycopg2.OperationalError and friends
+        raise ServiceUnavailable(f"The database is not reachable: {exc}".strip()) from exc

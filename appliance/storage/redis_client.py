@@ -1,0 +1,30 @@
+"""Redis clients for the configured URL (the owned socket or an existing server)."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+from appliance.errors import ServiceUnavailable
+from appliance.settings import Settings
+
+
+def sync_redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.effective_redis_url, decode_responses=True,
+                                socket_connect_timeout=5, health_check_interval=30)
+
+
+def async_redis(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.effective_redis_url, decode_responses=True,
+                                   socket_connect_timeout=5, health_check_interval=30)
+
+
+def check_redis(client: redis.Redis, settings: Settings) -> None:
+    """Raise ServiceUnavailable with a hint unless Redis answers PING."""
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        hint = (" Is `platformctl up` running with this --data-dir?" if settings.owns_redis
+                else "")
+        raise ServiceUnavailable(
+            f"Redis is not reachable at {settings.effective_redis_url}: {exc}.{hint}") from exc

@@ -1,0 +1,1 @@
+"""Process supervision for `platformctl up`: the owned Redis and the four Ovation processes."""

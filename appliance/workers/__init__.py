@@ -1,0 +1,1 @@
+"""Stream-consuming processes: the listener and the notifier."""

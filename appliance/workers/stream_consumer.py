@@ -1,0 +1,139 @@
+"""A Redis-stream consumer-group loop shared by the listener and the notifier.
+
+Messages are acknowledged only after their handler returns, so a consumer killed mid-message
+leaves it pending; another consumer (or this one restarted) claims it after `claim_idle_ms`.
+A message that failed `max_deliveries` times goes to the dead-letter stream `STREAM:dead`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+log = logging.getLogger("ovation.consumer")
+Handler = Callable[[str, dict[str, Any]], None]  # (message id, event body)
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+class StreamConsumer:
+    def __init__(self, client: redis.Redis, stream: str, group: str,
+                 handlers: dict[str, Handler], consumer: str | None = None,
+                 block_ms: int = 1000, claim_idle_ms: int = 30000, max_deliveries: int = 5,
+                 batch: int = 50) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self.handlers = handlers
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.batch = batch
+        self.stats = ConsumerStats()
+        self.stop_event = threading.Event()
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return f"{self.stream}:dead"
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def run_once(self, block_ms: int | None = None) -> int:
+        """Handle what is waiting (stale claimed messages first); return how many were handled."""
+        self.ensure_group()
+        handled = 0
+        _, claimed, _ = self.client.xautoclaim(self.stream, self.group, self.consumer,
+                                               min_idle_time=self.claim_idle_ms, count=self.batch)
+        for message_id, fields in claimed:
+            handled += self._handle(message_id, fields)
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                       count=self.batch, block=block_ms)
+        for _stream, messages in reply or []:
+            for message_id, fields in messages:
+                handled += self._handle(message_id, fields)
+        return handled
+
+    def run(self) -> None:
+        """Loop until `stop_event` is set (by SIGTERM/SIGINT when installed)."""
+        log.info("consuming %s as %s/%s", self.stream, self.group, self.consumer)
+        while not self.stop_event.is_set():
+            try:
+                self.run_once(block_ms=self.block_ms)
+            except redis.exceptions.ConnectionError as exc:
+                log.warning("Redis unreachable (%s); retrying in 1 s", exc)
+                self.stop_event.wait(1.0)
+        log.info("stopped consuming %s", self.stream)
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, _frame) -> None:
+            if self.stop_event.is_set():
+                os._exit(1)
+            log.info("signal %d: stopping after the current message", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def _handle(self, message_id: str, fields: dict[str, str]) -> int:
+        if fields is None:  # deleted while pending
+            self.client.xack(self.stream, self.group, message_id)
+            return 0
+        kind = fields.get("kind", "")
+        try:
+            body = json.loads(fields.get("body", "{}"))
+            handler = self.handlers.get(kind)
+            if handler is None:
+                raise LookupError(f"no handler for event kind {kind!r}")
+            handler(message_id, body)
+        except Exception as exc:
+            self.stats.failed += 1
+            deliveries = self._deliveries(message_id)
+            log.warning("%s %s (%s) failed, delivery %d of %d: %s", self.stream, message_id,
+                        kind, deliveries, self.max_deliveries, exc)
+            if deliveries >= self.max_deliveries or isinstance(exc, (LookupError, ValueError)):
+                self._dead_letter(message_id, fields, exc)
+            return 0
+        self.client.xack(self.stream, self.group, message_id)
+        self.stats.handled += 1
+        return 1
+
+    def _deliveries(self, message_id: str) -> int:
+        info = self.client.xpending_range(self.stream, self.group, min=message_id,
+                                          max=message_id, count=1)
+        return int(info[0]["times_delivered"]) if info else 1
+
+    def _dead_letter(self, message_id: str, fields: dict[str, str], exc: Exception) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.dead_letter_stream, {**fields, "original_id": message_id,
+                                            "error": f"{type(exc).__name__}: {exc}"[:1000]},
+                  maxlen=100000, approximate=True)
+        pipe.xack(self.stream, self.group, message_id)
+        pipe.execute()
+        self.stats.dead += 1
+
+
+def publish_event(client: redis.Redis, stream: str, kind: str, body: dict[str, Any],
+                  maxlen: int = 1_000_000) -> str:
+    """Append an event to a durable stream; returns its id."""
+    return client.xadd(stream, {"kind": kind, "body": json.dumps(body)}, maxlen=maxlen,
+                       approximate=True)

@@ -1,0 +1,1 @@
+"""platformctl: the Typer CLI that installs, runs and manages Ovation."""

@@ -1,0 +1,1 @@
+"""One module per command group; each calls appliance functions and prints the outcome."""

@@ -1,0 +1,82 @@
+"""`platformctl site add|list|set`: the sites that may embed the widget."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from cli.context import cli_errors, console, fail, state
+
+site_app = typer.Typer(help="Manage sites (blogs) that embed the widget.", no_args_is_help=True)
+
+
+def _database():
+    from appliance.connections import open_sql
+
+    return open_sql(state.settings)
+
+
+@site_app.command("add")
+@cli_errors
+def site_add(
+    name: str = typer.Argument(..., help="Short name used in the embed snippet, e.g. myblog."),
+    origin: list[str] = typer.Option([], "--origin", help="Allowed origin, e.g. "
+                                     "https://blog.example (repeatable)."),
+    title: str = typer.Option("", "--title", help="Human title."),
+    published_only: bool = typer.Option(False, "--published-only", help="Count only pages "
+                                        "published through `publish` or the feed."),
+) -> None:
+    """Add a site."""
+    from appliance.services.sites import add_site
+
+    record = add_site(_database(), name, origin, title, not published_only)
+    console.print(f"Added site {record.name} "
+                  f"(origins: {', '.join(record.origins) or 'none yet'}).")
+    if not record.origins:
+        console.print(f"Browsers can use it once you add an origin: platformctl site set "
+                      f"{record.name} --origin https://your.blog", highlight=False)
+
+
+@site_app.command("list")
+@cli_errors
+def site_list() -> None:
+    """List sites with their origins and page counts."""
+    from appliance.storage.site_store import list_sites
+
+    table = Table("site", "title", "origins", "pages", "counts")
+    for record, pages in list_sites(_database()):
+        table.add_row(record.name, record.title, "\n".join(record.origins) or "-", str(pages),
+                      "any page" if record.accept_unpublished_pages else "published only")
+    console.print(table)
+
+
+@site_app.command("set")
+@cli_errors
+def site_set(
+    name: str = typer.Argument(..., help="The site to change."),
+    origin: list[str] = typer.Option([], "--origin", help="Add an allowed origin."),
+    remove_origin: list[str] = typer.Option([], "--remove-origin", help="Remove an origin."),
+    title: str = typer.Option(None, "--title", help="New title."),
+    published_only: bool = typer.Option(None, "--published-only/--any-page",
+                                        help="Count only published pages, or any page.",
+                                        show_default=False),
+) -> None:
+    """Change a site's origins, title or page policy."""
+    from appliance.services.sites import normalise_origin
+    from appliance.storage.site_store import SiteRecord, get_site, update_site
+
+    database = _database()
+    record = get_site(database, name)
+    if record is None:
+        fail(f"no site is named {name!r} (see `platformctl site list`).")
+    removed = {normalise_origin(o) for o in remove_origin}
+    origins = tuple(dict.fromkeys(
+        [o for o in record.origins if o not in removed] + [normalise_origin(o) for o in origin]))
+    updated = SiteRecord(
+        name=record.name, title=record.title if title is None else title, origins=origins,
+        accept_unpublished_pages=(record.accept_unpublished_pages if published_only is None
+                                  else not published_only),
+        reaction_options=record.reaction_options)
+    update_site(database, updated)
+    console.print(f"Updated site {name}: origins {', '.join(origins) or 'none'}; "
+                  f"{'any page' if updated.accept_unpublished_pages else 'published pages only'}.")

@@ -1,0 +1,46 @@
+"""The `platformctl` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from appliance import __version__
+from cli.commands.admin import config_app, flush, migrate
+from cli.commands.serve import serve
+from cli.commands.sites import site_app
+from cli.commands.up import up
+from cli.context import console, data_dir_option, with_data_dir
+
+app = typer.Typer(
+    name="platformctl",
+    help="Ovation: views, likes, applause and comments for any web page, live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(data_dir: Path = data_dir_option()) -> None:
+    """Every command finds its instance through --data-dir (or OVATION_DATA_DIR)."""
+    with_data_dir(data_dir)
+
+
+@app.command()
+def version() -> None:
+    """Print Ovation's version."""
+    console.print(f"ovation {__version__}")
+
+
+app.command()(up)
+app.command()(serve)
+app.command()(migrate)
+app.command()(flush)
+app.add_typer(config_app, name="config")
+app.add_typer(site_app, name="site")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Ovation installer. Idempotent: running it twice changes nothing the second time.
+#
+#   ./install.sh --dev            local virtual environment (.venv) for trying and developing
+#   ./install.sh --test [ARGS]    --dev, plus what the tests need, then the whole test suite
+#                                 (ARGS go to pytest)
+#   ./install.sh --dry-run ...    print what would be done
+set -euo pipefail
+
+cd "$(dirname "$0")"
+MODE=""
+DRY_RUN=0
+PYTEST_ARGS=()
+VENV=.venv
+
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dev) MODE=${MODE:-dev} ;;
+    --test) MODE=test ;;
+    --dry-run) DRY_RUN=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) if [ "$MODE" = test ]; then PYTEST_ARGS+=("$1"); else echo "install.sh: unknown option $1" >&2; usage >&2; exit 2; fi ;;
+  esac
+  shift
+done
+if [ -z "$MODE" ]; then
+  echo "install.sh: say --dev (local venv) or --test (venv + test services + test suite)." >&2
+  echo "The system-wide install (systemd units under /opt/ovation) is not built yet." >&2
+  exit 2
+fi
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+run() { if [ "$DRY_RUN" = 1 ]; then echo "would run: $*"; else "$@"; fi; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+APT_UPDATED=0
+apt_install() {
+  # Install the Debian packages in "$@" that are missing; `apt-get update` once, first.
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "install.sh: please install ${missing[*]} with your system's package manager" >&2
+    exit 1
+  fi
+  if [ "$APT_UPDATED" = 0 ]; then
+    say "apt-get update"
+    run $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  say "installing ${missing[*]}"
+  run $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+PYTHON=${PYTHON:-python3}
+if ! command -v "$PYTHON" >/dev/null || ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "install.sh: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
+
+# What `platformctl up` needs: a redis-server it can start and own.
+command -v redis-server >/dev/null || apt_install redis-server
+if [ "$MODE" = test ]; then
+  # Real PostgreSQL and Chromium for the tests (the tests start private instances).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  command -v chromium >/dev/null || apt_install chromium
+  command -v tmux >/dev/null || apt_install tmux
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  say "creating $VENV"
+  run "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$STAMP" ]; then
+  say "installing Ovation and its dependencies into $VENV"
+  run "$VENV/bin/python" -m pip install -q --upgrade pip
+  run "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  run rm -f "$VENV"/.installed-*
+  run touch "$STAMP"
+fi
+
+if [ "$MODE" = dev ]; then
+  say "ready: $VENV/bin/platformctl up"
+  exit 0
+fi
+
+say "running the test suite"
+if [ "$DRY_RUN" = 1 ]; then echo "would run: $VENV/bin/python -m pytest ${PYTEST_ARGS[*]:-}"; exit 0; fi
+exec "$VENV/bin/python" -m pytest "${PYTEST_ARGS[@]}"

@@ -1,0 +1,1 @@
+"""Reaction-type plugins shipped with Ovation, registered through `ovation.reactions`."""

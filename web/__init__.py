@@ -1,0 +1,1 @@
+"""The Quart app: routes by audience, schemas, error mapping, live broker, widget and demo page."""

@@ -1,0 +1,63 @@
+"""The app factory. `create_app` does no I/O: connections open when serving starts."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart
+from quart_schema import Info, QuartSchema, Tag
+
+from appliance import __version__
+from appliance.plugin_registry import ReactionRegistry
+from appliance.settings import Settings
+from web.errors import register_error_handlers
+from web.routes.health import health
+from web.routes.live import live
+from web.routes.pages import pages
+from web.routes.public import public
+from web.runtime import WebRuntime
+
+MAX_BODY_BYTES = 64 * 1024
+
+log = logging.getLogger("ovation.web")
+
+
+def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> Quart:
+    """Build the web app for `settings`; plugins are discovered unless `registry` is given."""
+    app = Quart("ovation")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
+    QuartSchema(
+        app,
+        info=Info(title="Ovation", version=__version__,
+                  description="Views, likes, applause and comments for any web page, live."),
+        tags=[Tag(name="public", description="Called by the widget, from readers' browsers."),
+              Tag(name="operations", description="Health and metrics for operators.")],
+        # quart-schema's own doc pages load scripts from public CDNs: we serve /docs ourselves.
+        swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
+    )
+    register_error_handlers(app)
+    for blueprint in (public, live, health, pages):
+        app.register_blueprint(blueprint)
+
+    registry = registry or ReactionRegistry.discover(settings)
+    runtime = WebRuntime(settings, registry)
+
+    @app.before_serving
+    async def open_runtime() -> None:
+        await runtime.open()
+        app.extensions["ovation"] = runtime
+        app.add_background_task(runtime.relay_live_events, app.shutdown_event)
+        app.add_background_task(runtime.report_connections, app.shutdown_event)
+
+    @app.after_serving
+    async def close_runtime() -> None:
+        await runtime.close()
+
+    @app.after_request
+    async def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        return response
+
+    return app

@@ -1,0 +1,137 @@
+"""The public API the widget calls: interactions and totals. Origins are checked per site."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+from quart_schema import tag, validate_querystring, validate_request, validate_response
+
+from appliance.errors import InvalidInput, OriginNotAllowed, UnknownSite
+from appliance.services.counters import PageTotals
+from appliance.services.sites import origin_allowed
+from appliance.storage.site_store import SiteRecord
+from web.routes import runtime
+from web.schemas import (
+    BatchTotalsRequest,
+    BatchTotalsResponse,
+    ErrorResponse,
+    InteractionRequest,
+    InteractionResponse,
+    PageTotalsModel,
+    ReactionTypeModel,
+    SiteConfigResponse,
+    TotalsQuery,
+)
+
+public = Blueprint("public", __name__, url_prefix="/api/v1/sites/<site>")
+CORS_MAX_AGE_S = "600"
+
+
+def own_origin() -> str:
+    return f"{request.scheme}://{request.host}".lower()
+
+
+async def site_for_request(site: str) -> SiteRecord:
+    """The site named in the URL, if the request's Origin may use it."""
+    record = await runtime().sites.get(site)
+    origin = request.headers.get("Origin")
+    if not origin_allowed(record, origin, own_origin()):
+        raise OriginNotAllowed(f"Origin {origin} is not allowed for site {site!r}; add it with "
+                               f"`platformctl site set {site} --origin {origin}`.")
+    return record
+
+
+def totals_model(page: PageTotals) -> PageTotalsModel:
+    return PageTotalsModel(path=page.path, totals=page.totals, visitor=page.visitor)
+
+
+@public.after_request
+async def add_cors_headers(response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    site = (request.view_args or {}).get("site")
+    if not origin or not site:
+        return response
+    try:
+        record = await runtime().sites.get(site)
+    except UnknownSite:
+        return response
+    if origin_allowed(record, origin, own_origin()):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE_S
+    response.vary.add("Origin")
+    return response
+
+
+@public.post("/interactions")
+@tag(["public"])
+@validate_request(InteractionRequest)
+@validate_response(InteractionResponse, 200)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def record_interaction(site: str, data: InteractionRequest) -> InteractionResponse:
+    """Record a view, like, unlike, applause or plugin reaction; answer with the live totals.
+
+    Rules are enforced here, not in the widget: a like counts once per visitor, applause is
+    capped per visitor per page (more is answered with the capped state, `applied` 0), views
+    count once per visitor per page per window.
+    """
+    record = await site_for_request(site)
+    outcome = await runtime().counters.record(record, data.path, data.reaction, data.action,
+                                              data.amount, data.visitor)
+    page = outcome.page
+    return InteractionResponse(path=page.path, totals=page.totals, visitor=page.visitor,
+                               applied=outcome.applied)
+
+
+@public.get("/totals")
+@tag(["public"])
+@validate_querystring(TotalsQuery)
+@validate_response(PageTotalsModel, 200)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def page_totals(site: str, query_args: TotalsQuery) -> PageTotalsModel:
+    """One page's live totals, and the visitor's own state when `visitor` is given."""
+    record = await site_for_request(site)
+    pages = await runtime().counters.totals(record, [query_args.path], query_args.visitor)
+    return totals_model(pages[0])
+
+
+@public.post("/totals/batch")
+@tag(["public"])
+@validate_request(BatchTotalsRequest)
+@validate_response(BatchTotalsResponse, 200)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def batch_totals(site: str, data: BatchTotalsRequest) -> BatchTotalsResponse:
+    """Live totals of many pages in one request (an index page's post list)."""
+    limit = runtime().settings.max_batch_paths
+    if len(data.paths) > limit:
+        raise InvalidInput(f"At most {limit} paths per batch.", details={"field": "paths"})
+    record = await site_for_request(site)
+    pages = await runtime().counters.totals(record, data.paths, data.visitor)
+    return BatchTotalsResponse(pages=[totals_model(page) for page in pages])
+
+
+@public.get("/config")
+@tag(["public"])
+@validate_response(SiteConfigResponse, 200)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+async def site_config(site: str) -> SiteConfigResponse:
+    """The site's reaction types, so the widget renders whatever plugins are enabled."""
+    record = await site_for_request(site)
+    reactions = []
+    for reaction in runtime().registry:
+        override = record.reaction_options.get(reaction.name, {}).get("per_visitor_cap")
+        reactions.append(ReactionTypeModel(
+            name=reaction.name, label=reaction.label, icon=reaction.icon,
+            kind=reaction.kind.value, per_visitor_cap=override or reaction.per_visitor_cap,
+            max_amount=reaction.max_amount))
+    return SiteConfigResponse(site=record.name, title=record.title, reactions=reactions)

@@ -1,0 +1,129 @@
+"""What a web worker opens when it starts serving and closes when it stops.
+
+`create_app` does no I/O; `WebRuntime.open` runs in `before_serving`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+
+import peewee as pw
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from appliance import events
+from appliance.events import LiveEvent
+from appliance.plugin_registry import ReactionRegistry
+from appliance.services.counters import CounterService
+from appliance.services.sites import SiteDirectory
+from appliance.services.sql_runner import SqlRunner
+from appliance.settings import Settings
+from appliance.storage.counter_store import PREFIX
+from appliance.storage.database import open_database
+from appliance.storage.redis_client import async_redis
+from web.broker import Broker
+
+log = logging.getLogger("ovation.web")
+WS_GAUGE_PREFIX = PREFIX + "ws:"
+WS_GAUGE_TTL_S = 30
+
+
+class LivePublisher:
+    """Coalesced live pushes: at most one per page per `live_coalesce_ms`, from any worker."""
+
+    def __init__(self, runtime: WebRuntime, delay_s: float) -> None:
+        self._runtime = runtime
+        self._delay_s = delay_s
+        self._tasks: set[asyncio.Task] = set()
+
+    def schedule(self, site: str, path: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish_later(site, path))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_later(self, site: str, path: str) -> None:
+        await asyncio.sleep(self._delay_s)
+        try:
+            totals = await self._runtime.counters.publish_totals(site, path)
+            event = LiveEvent("totals", site, path, {"totals": totals})
+            await self._runtime.redis.publish(events.LIVE_CHANNEL, event.encode())
+        except Exception as exc:  # a missed push is superseded by the next; never crash
+            log.warning("live push for %s%s failed: %s", site, path, exc)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class WebRuntime:
+    def __init__(self, settings: Settings, registry: ReactionRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.broker = Broker()
+        self.redis: aioredis.Redis
+        self.database: pw.Database
+        self.sql: SqlRunner
+        self.sites: SiteDirectory
+        self.counters: CounterService
+        self.live: LivePublisher
+
+    async def open(self) -> None:
+        self.redis = async_redis(self.settings)
+        self.database = open_database(self.settings.effective_database_url)
+        self.sql = SqlRunner()
+        self.sites = SiteDirectory(self.database, self.sql.run, self.settings.site_cache_s)
+        self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
+        self.counters = CounterService(self.redis, self.database, self.registry, self.settings,
+                                       self.sql.run, self.live)
+
+    async def close(self) -> None:
+        await self.live.close()
+        try:
+            await self.redis.delete(WS_GAUGE_PREFIX + self.worker_id)
+        except (redis_errors.RedisError, OSError):
+            pass
+        await self.redis.aclose()
+        self.sql.close()
+        if not self.database.is_closed():
+            self.database.close()
+
+    async def relay_live_events(self, shutdown: asyncio.Event) -> None:
+        """Bring every live event from Redis pub/sub to this worker's broker, reconnecting."""
+        while not shutdown.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(events.LIVE_CHANNEL)
+                while not shutdown.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        try:
+                            self.broker.publish(LiveEvent.decode(message["data"]))
+                        except (ValueError, KeyError) as exc:
+                            log.warning("ignored a malformed live event: %s", exc)
+            except (redis_errors.ConnectionError, OSError) as exc:
+                log.warning("live relay lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def report_connections(self, shutdown: asyncio.Event) -> None:
+        """Keep this worker's WebSocket count in Redis so /metrics is right across workers."""
+        key = WS_GAUGE_PREFIX + self.worker_id
+        while not shutdown.is_set():
+            try:
+                await self.redis.set(key, self.broker.connections, ex=WS_GAUGE_TTL_S)
+            except (redis_errors.RedisError, OSError):
+                pass
+            try:
+                await asyncio.wait_for(shutdown.wait(), timeout=WS_GAUGE_TTL_S / 3)
+            except TimeoutError:
+                pass
