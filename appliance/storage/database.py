@@ -36,7 +36,6 @@ def open_database(url: str) -> pw.Database:
             password=unquote(parts.password) if parts.password else None,
             host=parts.hostname,
             port=parts.port,
-            autorollback=True,
             connect_timeout=5,
         )
     else:
