@@ -15,6 +15,7 @@ A crash after 3 commits leaves it in flight and recorded: the next run skips 3 a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -54,13 +55,11 @@ def flush_once(client: redis.Redis, database: pw.Database,
         follow_up = _flush_batch(client, database, scripts, on_step)
         if follow_up.batch_id:
             report = FlushReport(
-                follow_up.batch_id, True, follow_up.already_applied,
-                report.counters + follow_up.counters,
-                report.interactions + follow_up.interactions,
-                report.pages + follow_up.pages)
-    report = FlushReport(report.batch_id, report.resumed, report.already_applied,
-                         report.counters, report.interactions, report.pages,
-                         time.perf_counter() - started)
+                follow_up.batch_id, resumed=True, already_applied=report.already_applied,
+                counters=report.counters + follow_up.counters,
+                interactions=report.interactions + follow_up.interactions,
+                pages=report.pages + follow_up.pages)
+    report = dataclasses.replace(report, duration_s=time.perf_counter() - started)
     if report.batch_id:
         _record_stats(client, report)
     return report

@@ -35,6 +35,7 @@ class PageTotals:
     path: str
     totals: dict[str, int]
     visitor: dict[str, Any] | None  # the visitor's own state, when a visitor was given
+    stale: bool = False  # SQL could not be read: totals hold only what is not yet flushed
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,15 @@ class CounterService:
         if publish_due and self._live is not None:
             self._live.schedule(site.name, path)
         if not page_result[0]:
-            await self._seed(site.name, [path])
+            # The interaction is recorded already: a database outage must not turn it into an
+            # error (the client would retry and count it twice), only into partial totals.
+            try:
+                await self._seed(site.name, [path])
+            except ServiceUnavailable as exc:
+                log.warning("totals of %s%s are partial: %s", site.name, path, exc.message)
+                page = self._parse_page(path, page_result, True)
+                return InteractionOutcome(PageTotals(page.path, page.totals, page.visitor,
+                                                     stale=True), applied)
             return InteractionOutcome((await self.totals(site, [path], visitor_id))[0], applied)
         return InteractionOutcome(self._parse_page(path, page_result, True), applied)
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import peewee as pw
 
-from appliance.errors import Conflict, InvalidInput, UnknownSite
+from appliance.errors import Conflict, InvalidInput, ServiceUnavailable, UnknownSite
 from appliance.storage import site_store
 from appliance.storage.site_store import SiteRecord
 
@@ -98,7 +98,14 @@ class SiteDirectory:
         now = time.monotonic()
         hit = self._cache.get(name)
         if hit is None or now - hit[0] > self._ttl_s:
-            record = await self._run_sql(site_store.get_site, self._database, name)
+            try:
+                record = await self._run_sql(site_store.get_site, self._database, name)
+            except ServiceUnavailable:
+                if hit is None:
+                    raise
+                # Database down: keep serving the last known site so readers' interactions
+                # are still accepted (they only touch Redis).
+                record = hit[1]
             if len(self._cache) > 10000:
                 self._cache.clear()
             hit = (now, record)
