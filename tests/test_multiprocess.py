@@ -1,0 +1,123 @@
+"""Real processes: two web workers, a flusher flushing every second, many concurrent clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import httpx
+import pytest
+import websockets
+
+from appliance.services.sites import add_site
+from appliance.storage.models import Counter, Page
+from tests.conftest import free_port, start_process, stop_process, wait_http
+
+CLIENTS = 16
+REQUESTS_PER_CLIENT = 60
+PATHS = [f"/posts/{n}" for n in range(12)]
+
+
+@pytest.fixture
+def web_pair(settings, database, tmp_path):
+    """Two `platformctl serve web` processes (as two hosts behind a balancer) and a flusher."""
+    add_site(database, "blog", ["https://blog.example"])
+    fast = settings.model_copy(update={"flush_interval_s": 1.0, "live_coalesce_ms": 100})
+    ports = [free_port(), free_port()]
+    processes = [start_process(fast.model_copy(update={"bind": f"127.0.0.1:{port}"}),
+                               "serve", "web", log=tmp_path / f"web{i}.log")
+                 for i, port in enumerate(ports)]
+    flusher = start_process(fast, "serve", "flusher", log=tmp_path / "flusher.log")
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    for url in urls:
+        wait_http(url + "/readyz")
+    yield urls, flusher
+    for process in [*processes, flusher]:
+        stop_process(process)
+
+
+def sql_totals(database) -> dict[tuple[str, str], int]:
+    with database.connection_context():
+        query = Counter.select(Page.path, Counter.reaction, Counter.total).join(Page).tuples()
+        return {(path, reaction): total for path, reaction, total in query if total}
+
+
+async def test_sql_totals_equal_acknowledged_interactions(web_pair, database):
+    urls, flusher = web_pair
+    acknowledged: dict[tuple[str, str], int] = {}
+
+    async def client(number: int) -> None:
+        rng = random.Random(number)
+        async with httpx.AsyncClient(timeout=30) as http:
+            for n in range(REQUESTS_PER_CLIENT):
+                visitor = f"visitor-{number:02d}-{rng.randrange(8)}"
+                reaction = rng.choice(["view", "like", "like", "applause", "applause"])
+                body = {"path": rng.choice(PATHS), "reaction": reaction, "visitor": visitor,
+                        "action": rng.choice(["add", "remove"]) if reaction == "like" else "add",
+                        "amount": rng.randrange(1, 20) if reaction == "applause" else 1}
+                response = await http.post(f"{urls[n % 2]}/api/v1/sites/blog/interactions",
+                                           json=body)
+                assert response.status_code == 200, response.text
+                result = response.json()
+                key = (result["path"], reaction)
+                acknowledged[key] = acknowledged.get(key, 0) + result["applied"]
+
+    await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+    await asyncio.sleep(1.5)  # several flushes happened meanwhile; SIGTERM flushes the rest
+    assert stop_process(flusher) == 0
+    assert sql_totals(database) == {key: value for key, value in acknowledged.items() if value}
+    # And the live totals any worker reports agree with SQL.
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{urls[1]}/api/v1/sites/blog/totals/batch",
+                                   json={"paths": PATHS})
+    for page in response.json()["pages"]:
+        for reaction, total in page["totals"].items():
+            assert acknowledged.get((page["path"], reaction), 0) == total
+
+
+async def test_live_totals_reach_subscribers_on_every_worker(web_pair):
+    urls, _ = web_pair
+    sockets = []
+    for url in urls:
+        ws = await websockets.connect(url.replace("http", "ws") + "/api/v1/sites/blog/live",
+                                      origin="https://blog.example")
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send(json.dumps({"type": "subscribe", "paths": ["/live-post/"]}))
+        subscribed = json.loads(await ws.recv())
+        assert subscribed["pages"][0]["totals"]["like"] == 0
+        sockets.append(ws)
+    async with httpx.AsyncClient() as http:
+        for n in range(5):  # a burst: coalesced into few pushes, the last one carries 5
+            response = await http.post(f"{urls[0]}/api/v1/sites/blog/interactions", json={
+                "path": "/live-post", "reaction": "like", "visitor": f"visitor-live-{n}"},
+                headers={"Origin": "https://blog.example"})
+            assert response.status_code == 200
+    for ws in sockets:
+        frames = []
+        while not frames or frames[-1]["totals"]["like"] < 5:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+            assert frame["type"] == "totals" and frame["path"] == "/live-post"
+            frames.append(frame)
+        assert len(frames) < 5  # coalesced
+        await ws.close()
+
+
+async def test_foreign_origin_websocket_is_refused(web_pair):
+    urls, _ = web_pair
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        await websockets.connect(urls[0].replace("http", "ws") + "/api/v1/sites/blog/live",
+                                 origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+async def test_metrics_agree_across_workers(web_pair):
+    urls, _ = web_pair
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{urls[0]}/api/v1/sites/blog/interactions",
+                        json={"path": "/m", "reaction": "view", "visitor": "visitor-metrics"})
+        await http.post(f"{urls[1]}/api/v1/sites/blog/interactions",
+                        json={"path": "/m", "reaction": "view", "visitor": "visitor-metrics2"})
+        bodies = [(await http.get(f"{url}/metrics")).text for url in urls]
+    for body in bodies:
+        assert 'ovation_interactions_total{reaction="view"} 2.0' in body
