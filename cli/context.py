@@ -75,4 +75,6 @@ def cli_errors(function: F) -> F:
 
 
 def with_data_dir(data_dir: Path | None) -> None:
+    """Start a fresh invocation: forget flags of any earlier one (tests run many in-process)."""
+    state.overrides.clear()
     state.set(data_dir=data_dir)
