@@ -40,13 +40,19 @@ def free_port() -> int:
 
 # -- Redis -------------------------------------------------------------------------------------
 
+REDIS_TCP_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[Path]:
-    """A private redis-server on a Unix socket (AOF on, as when Ovation owns it)."""
+    """A private redis-server on a Unix socket (AOF on, as when Ovation owns it), also on a
+    random loopback TCP port (REDIS_TCP_PORT) for tests of OVATION_REDIS_URL=redis://..."""
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is not installed: run ./install.sh --test")
     directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(owned_redis.redis_command(directory))
+    command = owned_redis.redis_command(directory)
+    command += ["--port", str(REDIS_TCP_PORT), "--bind", "127.0.0.1"]
+    process = subprocess.Popen(command)
     owned_redis.wait_for_socket(directory / "redis.sock", process)
     yield directory / "redis.sock"
     process.terminate()

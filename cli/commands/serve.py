@@ -56,6 +56,7 @@ def serve(
 
 
 def _serve_web(settings) -> None:
+    import logging
     import os
 
     from hypercorn.config import Config
@@ -71,6 +72,7 @@ def _serve_web(settings) -> None:
     config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE_BYTES
     config.graceful_timeout = 5
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # our log format, printed once
     # Workers load the app afresh and read settings from the environment.
     for field_name in type(settings).model_fields:
         value = getattr(settings, field_name)

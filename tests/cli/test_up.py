@@ -122,3 +122,38 @@ def test_second_up_on_the_same_data_dir_is_refused(tmp_path):
         finally:
             up.send_signal(signal.SIGINT)
             assert up.wait(60) == 0
+
+
+def test_up_uses_an_existing_postgresql_and_redis(tmp_path, redis_url, postgres_server):
+    from tests.conftest import REDIS_TCP_PORT
+
+    database_url = postgres_server.create_database()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OVATION_")}
+    env.update(OVATION_DATABASE_URL=database_url,
+               OVATION_REDIS_URL=f"redis://127.0.0.1:{REDIS_TCP_PORT}/0")
+    with open(tmp_path / "up.log", "ab") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "cli", "up", "--data-dir", str(tmp_path / "data"),
+             "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            wait_http(url + "/readyz", timeout_s=40)
+            state = json.loads((tmp_path / "data" / "up.json").read_text())
+            assert "redis" not in state["processes"]  # nothing owned: the given one is used
+            interact(url, {"path": "/pg", "reaction": "applause", "amount": 3,
+                           "visitor": "visitor-pg"})
+        finally:
+            up.send_signal(signal.SIGINT)
+            assert up.wait(60) == 0, (tmp_path / "up.log").read_text()
+    assert not (tmp_path / "data" / "ovation.db").exists()
+    import peewee as pw
+
+    from appliance.storage.database import open_database
+    from appliance.storage.models import Counter
+
+    database = open_database(database_url)
+    with database.connection_context():
+        assert Counter.select(pw.fn.SUM(Counter.total)).scalar() == 3
+    database.close()
