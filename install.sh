@@ -13,7 +13,7 @@ DRY_RUN=0
 PYTEST_ARGS=()
 VENV=.venv
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in

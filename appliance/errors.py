@@ -98,6 +98,10 @@ ERROR_CODES: dict[str, str] = {
     "method_not_allowed": "The route does not accept that HTTP method.",
     "payload_too_large": "The request body is larger than allowed.",
     "conflict": "The thing to create exists already.",
+    "too_many_subscriptions": "A live connection asked to follow more pages than allowed.",
+    "http_error": "Another HTTP error (the status says which).",
+    "bad_config": "A setting has a bad value (CLI and start-up only).",
+    "plugin_error": "A reaction plugin cannot be loaded (CLI and start-up only).",
     "service_unavailable": "Redis or the database cannot be reached; try again shortly.",
     "internal_error": "A bug in Ovation; the log has the details.",
 }

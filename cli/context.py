@@ -50,7 +50,7 @@ state = CliState()
 
 def data_dir_option() -> Any:
     return typer.Option(None, "--data-dir", help="Data directory of the instance "
-                        "[env: OVATION_DATA_DIR; default: ~/.local/share/ovation].",
+                        "\\[env: OVATION_DATA_DIR; default: ~/.local/share/ovation].",
                         show_default=False, file_okay=False, resolve_path=True)
 
 

@@ -11,6 +11,13 @@ The protocol, whose steps a crash may interrupt anywhere:
 
 A crash before 3 commits leaves the batch in flight and SQL untouched: the next run applies it.
 A crash after 3 commits leaves it in flight and recorded: the next run skips 3 and finishes.
+
+If Redis itself dies (host crash), it comes back from its append-only file, which with
+`appendfsync everysec` may lack the last second. Should it lack step 1 of a batch that SQL
+has committed, the deltas would come back as pending and be applied twice. So with that
+setting the flusher waits `durability_wait_s` after step 1, until the AOF has surely been
+fsynced, before it commits to SQL: a Redis crash can then lose up to a second of acknowledged
+interactions (documented), but never count a batch twice.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from appliance.storage.counter_store import CounterScripts
 
 log = logging.getLogger("ovation.flush")
 FLUSH_STEPS = ("begun", "read", "applied", "finished")
+AOF_EVERYSEC_WAIT_S = 2.0  # Redis fsyncs every second, or at worst 2 s when the disk lags
 
 
 @dataclass(frozen=True)
@@ -44,15 +52,27 @@ class FlushReport:
     duration_s: float = 0.0
 
 
+def durability_wait(client: redis.Redis) -> float:
+    """How long step 1 of a flush takes to be durable in this Redis's append-only file."""
+    try:
+        config = client.config_get("append*")
+    except redis.exceptions.ResponseError:  # CONFIG disabled (managed Redis): assume the worst
+        return AOF_EVERYSEC_WAIT_S
+    if config.get("appendonly") == "yes" and config.get("appendfsync") == "everysec":
+        return AOF_EVERYSEC_WAIT_S
+    return 0.0  # fsync on every write, or nothing on disk to protect in the first place
+
+
 def flush_once(client: redis.Redis, database: pw.Database,
-               on_step: Callable[[str], None] | None = None) -> FlushReport:
+               on_step: Callable[[str], None] | None = None,
+               durability_wait_s: float = 0.0) -> FlushReport:
     """Run one flush to completion (finishing a crashed one first, if any)."""
     scripts = CounterScripts.register(client)
     started = time.perf_counter()
-    report = _flush_batch(client, database, scripts, on_step)
+    report = _flush_batch(client, database, scripts, on_step, durability_wait_s)
     if report.resumed:
         # The batch we finished was a crashed run's; the current pending deltas still wait.
-        follow_up = _flush_batch(client, database, scripts, on_step)
+        follow_up = _flush_batch(client, database, scripts, on_step, durability_wait_s)
         if follow_up.batch_id:
             report = FlushReport(
                 follow_up.batch_id, resumed=True, already_applied=report.already_applied,
@@ -66,12 +86,14 @@ def flush_once(client: redis.Redis, database: pw.Database,
 
 
 def _flush_batch(client: redis.Redis, database: pw.Database, scripts: CounterScripts,
-                 on_step: Callable[[str], None] | None) -> FlushReport:
+                 on_step: Callable[[str], None] | None, durability_wait_s: float) -> FlushReport:
     step = on_step or (lambda _name: None)
     began = scripts.begin_flush(keys=[], args=[keys.PREFIX, uuid.uuid4().hex])
     if not began:
         return FlushReport(None)
     batch_id, mode = began[0], began[1]
+    if mode == "new" and durability_wait_s:
+        time.sleep(durability_wait_s)
     step("begun")
 
     raw = client.hgetall(keys.INFLIGHT)

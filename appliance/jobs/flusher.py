@@ -13,7 +13,7 @@ import peewee as pw
 import redis
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from appliance.jobs.flush import flush_once, pending_counters, record_failure
+from appliance.jobs.flush import durability_wait, flush_once, pending_counters, record_failure
 
 log = logging.getLogger("ovation.flusher")
 
@@ -29,6 +29,7 @@ class FlushLoop:
         self.retry_max_s = retry_max_s
         self.failures = 0
         self.next_attempt = 0.0
+        self.durability_wait_s: float | None = None  # asked of Redis on the first tick
         self._lock = threading.Lock()
 
     def tick(self) -> None:
@@ -36,7 +37,10 @@ class FlushLoop:
             return
         with self._lock:
             try:
-                report = flush_once(self.client, self.database)
+                if self.durability_wait_s is None:
+                    self.durability_wait_s = durability_wait(self.client)
+                report = flush_once(self.client, self.database,
+                                    durability_wait_s=self.durability_wait_s)
             except Exception as exc:  # SQL or Redis down: keep the batch, retry later
                 self.failures += 1
                 delay = min(self.interval_s * 2 ** self.failures, self.retry_max_s)

@@ -67,6 +67,7 @@ class CounterService:
         self._scripts = CounterScripts.register(redis)
         self._hash_key = settings.hashing_key()
         self._types_csv = ",".join(registry.names())
+        self._ttl = settings.totals_cache_ttl_s
         self._known_pages: dict[tuple[str, str], float] = {}
 
     @property
@@ -87,7 +88,7 @@ class CounterService:
         cap = self._cap(site, reaction)
         result = await self._call(
             self._scripts.interact,
-            keys.PREFIX, site.name, self._types_csv, visitor, path, reaction.name,
+            keys.PREFIX, self._ttl, site.name, self._types_csv, visitor, path, reaction.name,
             reaction.kind.value, action, amount, cap or 0, reaction.window_s,
             self._settings.live_coalesce_ms,
         )
@@ -113,20 +114,20 @@ class CounterService:
         paths = [self.normalise(raw) for raw in raw_paths]
         visitor = visitor_hash(self._hash_key, site.name, visitor_id) if visitor_id else ""
         unique = list(dict.fromkeys(paths))
-        result = await self._call(self._scripts.totals, keys.PREFIX, site.name, self._types_csv,
-                                  visitor, *unique)
+        result = await self._call(self._scripts.totals, keys.PREFIX, self._ttl, site.name,
+                                  self._types_csv, visitor, *unique)
         parsed = self._parse_many(unique, result, bool(visitor))
         missing = [path for path, (cached, _) in parsed.items() if not cached]
         if missing:
             await self._seed(site.name, missing)
-            result = await self._call(self._scripts.totals, keys.PREFIX, site.name,
+            result = await self._call(self._scripts.totals, keys.PREFIX, self._ttl, site.name,
                                       self._types_csv, visitor, *missing)
             parsed.update(self._parse_many(missing, result, bool(visitor)))
         return [parsed[path][1] for path in paths]
 
     async def publish_totals(self, site: str, path: str) -> dict[str, int]:
         """Release the page's live throttle and return the totals to push."""
-        result = await self._call(self._scripts.publish_totals, keys.PREFIX, site,
+        result = await self._call(self._scripts.publish_totals, keys.PREFIX, self._ttl, site,
                                   self._types_csv, path)
         return self._parse_page(path, result, False).totals
 
@@ -173,8 +174,8 @@ class CounterService:
     async def _seed(self, site: str, paths: list[str]) -> None:
         """Cache the SQL totals of `paths`, consistent with the batch in flight (SEED_SCRIPT)."""
         for _ in range(10):
-            raw_id = await self._redis.get(keys.INFLIGHT_ID)
-            inflight_id = raw_id.decode() if isinstance(raw_id, bytes) else (raw_id or "")
+            generation, raw_id = await self._redis.mget(keys.FLUSH_GENERATION, keys.INFLIGHT_ID)
+            inflight_id = raw_id or ""
             sql_totals, applied = await self._run_sql(read_page_totals, self._database, site,
                                                        paths, inflight_id)
             retry = []
@@ -184,7 +185,7 @@ class CounterService:
                 ok = await self._call(self._scripts.seed, keys.PREFIX,
                                       keys.page_member(site, path), site, path, inflight_id,
                                       "1" if applied else "0", self._settings.totals_cache_ttl_s,
-                                      *pairs)
+                                      generation or "0", *pairs)
                 if not ok:
                     retry.append(path)
             if not retry:

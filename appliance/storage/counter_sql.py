@@ -66,9 +66,12 @@ def apply_batch(
         estimate_rows = [{"page": page_ids[key], "estimate": estimate}
                          for key, estimate in visitor_estimates.items() if key in page_ids]
         for rows in chunked(estimate_rows):
+            # Never lower the estimate: Redis losing its HyperLogLog must not shrink history.
+            larger = pw.Case(None, [(UniqueVisitors.estimate > pw.EXCLUDED.estimate,
+                                     UniqueVisitors.estimate)], pw.EXCLUDED.estimate)
             (UniqueVisitors.insert_many(rows)
              .on_conflict(conflict_target=[UniqueVisitors.page],
-                          update={UniqueVisitors.estimate: pw.EXCLUDED.estimate})
+                          update={UniqueVisitors.estimate: larger})
              .execute())
         interactions = sum(abs(delta) for delta in deltas.values())
         FlushBatch.create(batch_id=batch_id, counters=len(counter_rows),

@@ -14,6 +14,7 @@ Keys (P = `ov:{c}:`; a page is `SITE|PATH`, a counter field is `SITE|TYPE|PATH`)
 | --- | --- | --- |
 | P pending | hash | counter field -> delta not yet flushed |
 | P inflight / P inflight_id | hash / string | the batch being flushed, and its id |
+| P flush_gen | integer | counts finished flushes, so a seed can tell that one happened |
 | P hll_dirty / P hll_inflight | set | pages whose unique-visitor estimate changed |
 | P sql:PAGE | hash | cached SQL totals of a page (type -> total, `_` marks presence) |
 | P vs:PAGE | hash | per-visitor state: `TYPE|VISITOR` -> given amount / 1 for a toggle |
@@ -31,6 +32,7 @@ PREFIX = "ov:{c}:"
 PENDING = PREFIX + "pending"
 INFLIGHT = PREFIX + "inflight"
 INFLIGHT_ID = PREFIX + "inflight_id"
+FLUSH_GENERATION = PREFIX + "flush_gen"
 HLL_DIRTY = PREFIX + "hll_dirty"
 HLL_INFLIGHT = PREFIX + "hll_inflight"
 STATS = PREFIX + "stats"
@@ -62,11 +64,11 @@ def sql_cache_key(member: str) -> str:
 
 # Shared Lua: the live totals and a visitor's state for one page.
 _TOTALS_LUA = """
-local P = ARGV[1]
+local P, CACHE_TTL = ARGV[1], ARGV[2]
 local function page_totals(site, path, types, visitor, out)
   local member = site .. '|' .. path
   local cache = P .. 'sql:' .. member
-  local cached = redis.call('EXISTS', cache)
+  local cached = redis.call('EXPIRE', cache, CACHE_TTL)  -- 1 if present; kept while in use
   out[#out + 1] = cached
   for _, t in ipairs(types) do
     local field = site .. '|' .. t .. '|' .. path
@@ -90,23 +92,23 @@ local function split(text)
 end
 """
 
-# ARGV: prefix, site, types(csv), visitor, path1, path2, ...
+# ARGV: prefix, cache_ttl_s, site, types(csv), visitor, path1, path2, ...
 TOTALS_SCRIPT = _TOTALS_LUA + """
 local out = {}
-local types = split(ARGV[3])
-for i = 5, #ARGV do
-  page_totals(ARGV[2], ARGV[i], types, ARGV[4], out)
+local types = split(ARGV[4])
+for i = 6, #ARGV do
+  page_totals(ARGV[3], ARGV[i], types, ARGV[5], out)
 end
 return out
 """
 
-# ARGV: prefix, site, types(csv), visitor, path, reaction, kind, action, amount, cap, window_s,
-#       coalesce_ms, now_day
+# ARGV: prefix, cache_ttl_s, site, types(csv), visitor, path, reaction, kind, action, amount,
+#       cap, window_s, coalesce_ms
 # Returns: {applied_delta, publish_due, cached, totals..., states...}
 INTERACT_SCRIPT = _TOTALS_LUA + """
-local site, visitor, path = ARGV[2], ARGV[4], ARGV[5]
-local reaction, kind, action = ARGV[6], ARGV[7], ARGV[8]
-local amount, cap, window = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local site, visitor, path = ARGV[3], ARGV[5], ARGV[6]
+local reaction, kind, action = ARGV[7], ARGV[8], ARGV[9]
+local amount, cap, window = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local member = site .. '|' .. path
 local vs = P .. 'vs:' .. member
 local state_field = reaction .. '|' .. visitor
@@ -142,26 +144,29 @@ if redis.call('PFADD', P .. 'hll:' .. member, visitor) == 1 then
   redis.call('SADD', P .. 'hll_dirty', member)
 end
 local publish_due = 0
-if delta ~= 0 and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[12]) then
+if delta ~= 0 and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[13]) then
   publish_due = 1
 end
 local out = {delta, publish_due}
-page_totals(site, path, split(ARGV[3]), visitor, out)
+page_totals(site, path, split(ARGV[4]), visitor, out)
 return out
 """
 
-# Seed a page's cached SQL totals read by the caller, unless a flush moved on meanwhile.
+# Seed a page's cached SQL totals read by the caller, unless a flush moved on meanwhile: the
+# caller read `flush_gen` and `inflight_id` before its SQL read, and both must be unchanged
+# (the generation catches a whole flush, begin to finish, happening between read and seed).
 # ARGV: prefix, member, site, path, expected_inflight_id, batch_applied(0/1), ttl_s,
-#       type1, total1, type2, total2, ...
+#       expected_generation, type1, total1, type2, total2, ...
 # Returns 1 when the cache is in place, 0 when the caller must read SQL again.
 SEED_SCRIPT = """
 local P, member, site, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local current = redis.call('GET', P .. 'inflight_id') or ''
 if current ~= ARGV[5] then return 0 end
+if (redis.call('GET', P .. 'flush_gen') or '0') ~= ARGV[8] then return 0 end
 local cache = P .. 'sql:' .. member
 if redis.call('EXISTS', cache) == 1 then return 1 end
 redis.call('HSET', cache, '_', '1')
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local reaction, total = ARGV[i], tonumber(ARGV[i + 1])
   if ARGV[6] == '1' then
     -- SQL already holds the in-flight batch, which readers still add from Redis.
@@ -203,16 +208,17 @@ for i = 1, #entries, 2 do
   end
 end
 redis.call('DEL', P .. 'inflight', P .. 'hll_inflight', P .. 'inflight_id')
+redis.call('INCR', P .. 'flush_gen')
 return #entries / 2
 """
 
 # Drop the live throttle and read the totals to publish, in one step, so that any interaction
 # after this read takes the throttle again and causes its own publish.
-# ARGV: prefix, site, types(csv), path
+# ARGV: prefix, cache_ttl_s, site, types(csv), path
 PUBLISH_TOTALS_SCRIPT = _TOTALS_LUA + """
-redis.call('DEL', P .. 'live:' .. ARGV[2] .. '|' .. ARGV[4])
+redis.call('DEL', P .. 'live:' .. ARGV[3] .. '|' .. ARGV[5])
 local out = {}
-page_totals(ARGV[2], ARGV[4], split(ARGV[3]), '', out)
+page_totals(ARGV[3], ARGV[5], split(ARGV[4]), '', out)
 return out
 """
 

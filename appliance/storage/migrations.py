@@ -33,7 +33,7 @@ def migrate(database: pw.Database) -> list[tuple[int, str]]:
         database.create_tables([SchemaMigration], safe=True)
         for version, name, step in MIGRATIONS:
             with database.atomic():
-                # A second `migrate` racing this one waits here and then finds the row.
+                # Applied already (by an earlier run): skip. Run one `migrate` at a time.
                 if SchemaMigration.get_or_none(SchemaMigration.version == version):
                     continue
                 step(database)

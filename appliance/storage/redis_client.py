@@ -27,4 +27,5 @@ def check_redis(client: redis.Redis, settings: Settings) -> None:
         hint = (" Is `platformctl up` running with this --data-dir?" if settings.owns_redis
                 else "")
         raise ServiceUnavailable(
-            f"Redis is not reachable at {settings.effective_redis_url}: {exc}.{hint}") from exc
+            f"Redis is not reachable at {settings.effective_redis_url}: "
+            f"{str(exc).rstrip('.')}.{hint}") from exc

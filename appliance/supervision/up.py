@@ -88,7 +88,10 @@ def run_up(settings: Settings, announce: Callable[[str], None]) -> None:
         database.close()
         supervisor.start_some(list(PROCESS_NAMES))
         url = settings.effective_public_url
-        if not wait_until_ready(url) and not supervisor.stop_event.is_set():
+        host = settings.bind_host if settings.bind_host not in ("0.0.0.0", "::", "") \
+            else "127.0.0.1"
+        local_url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.bind_port}"
+        if not wait_until_ready(local_url) and not supervisor.stop_event.is_set():
             raise ServiceUnavailable(f"The web process did not become ready at {url}; "
                                      "see the log above.")
         if not supervisor.stop_event.is_set():

@@ -1,4 +1,4 @@
-"""Configuration, migrations and flushing: `config show`, `migrate`, `flush --now`."""
+"""Configuration, migrations and flushing: `config show|example`, `migrate`, `flush --now`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from rich.table import Table
 
 from cli.context import cli_errors, console, fail, state
 
-config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the effective configuration or an example env file.",
+                         no_args_is_help=True)
 
 
 @config_app.command("show")
@@ -25,6 +26,16 @@ def config_show() -> None:
     table.caption = (f"database: {loaded.settings.effective_database_url}   "
                      f"redis: {loaded.settings.effective_redis_url}")
     console.print(table)
+
+
+@config_app.command("example")
+@cli_errors
+def config_example() -> None:
+    """Print a documented env file with every setting commented out at its default."""
+    from appliance.settings import render_env_example
+
+    # Plain stdout, not rich: the text is meant for `> ovation.env`, byte for byte.
+    typer.echo(render_env_example(), nl=False)
 
 
 @cli_errors
@@ -49,10 +60,11 @@ def flush(
     if not now:
         fail("say --now to flush immediately (the flusher process flushes on its own).", 2)
     from appliance.connections import open_redis, open_sql
-    from appliance.jobs.flush import flush_once
+    from appliance.jobs.flush import durability_wait, flush_once
 
     settings = state.settings
-    report = flush_once(open_redis(settings), open_sql(settings))
+    client = open_redis(settings)
+    report = flush_once(client, open_sql(settings), durability_wait_s=durability_wait(client))
     if report.batch_id is None:
         console.print("Nothing was pending.")
         return

@@ -23,9 +23,9 @@ class ProcessName(enum.StrEnum):
 def serve(
     name: ProcessName = typer.Argument(..., help="Which process to run."),
     workers: int = typer.Option(None, "--workers", min=1, max=64,
-                                help="web: Hypercorn worker processes [env: "
+                                help="web: Hypercorn worker processes \\[env: "
                                 "OVATION_WEB_WORKERS].", show_default=False),
-    bind: str = typer.Option(None, "--bind", help="web: HOST:PORT to listen on [env: "
+    bind: str = typer.Option(None, "--bind", help="web: HOST:PORT to listen on \\[env: "
                              "OVATION_BIND].", show_default=False),
 ) -> None:
     """Run one process (web, flusher, listener or notifier) until SIGTERM; stops warmly."""

@@ -13,11 +13,11 @@ from cli.context import cli_errors, console, data_dir_option, state
 def up(
     data_dir: Path = data_dir_option(),
     port: int = typer.Option(None, "--port", min=1, max=65535, help="Port for the web "
-                             "process [default: 8700].", show_default=False),
-    host: str = typer.Option(None, "--host", help="Address to listen on [default: "
+                             "process \\[default: 8700].", show_default=False),
+    host: str = typer.Option(None, "--host", help="Address to listen on \\[default: "
                              "127.0.0.1].", show_default=False),
     workers: int = typer.Option(None, "--workers", min=1, max=64,
-                                help="Web worker processes [default: 1].", show_default=False),
+                                help="Web worker processes \\[default: 1].", show_default=False),
 ) -> None:
     """Run web, flusher, listener, notifier and a private Redis in the foreground.
 

@@ -194,3 +194,53 @@ async def test_bad_visitor_ids_are_refused(service, site):
     for visitor in ["short", "x" * 65, "has space!", "émoji-visitor"]:
         with pytest.raises(InvalidInput):
             await service.record(site, "/p", "like", "add", 1, visitor)
+
+
+async def test_a_whole_flush_between_sql_read_and_seed_forces_a_reread(service, site, settings,
+                                                                      database):
+    """The ABA case: no batch in flight at the read, none at the seed, but one ran between."""
+    from appliance.storage import counter_store as keys
+    from appliance.storage.counter_sql import read_page_totals
+    from appliance.storage.counter_store import CounterScripts
+
+    client = sync_redis(settings)
+    await service.record(site, "/p", "like", "add", 1, VISITOR_A)
+    flush_once(client, database)
+    client.delete(keys.sql_cache_key(keys.page_member("blog", "/p")))
+    generation, inflight = client.mget(keys.FLUSH_GENERATION, keys.INFLIGHT_ID)
+    stale, applied = read_page_totals(database, "blog", ["/p"], inflight or "")
+    await service.record(site, "/p", "like", "add", 1, VISITOR_B)
+    flush_once(client, database)  # SQL now has 2; the reader above saw 1
+    scripts = CounterScripts.register(client)
+    seeded = scripts.seed(keys=[], args=[keys.PREFIX, "blog|/p", "blog", "/p", inflight or "",
+                                         "1" if applied else "0", 60, generation or "0",
+                                         "like", stale["/p"]["like"]])
+    assert seeded == 0  # refused: the caller must read SQL again
+    (page,) = await service.totals(site, ["/p"])
+    assert page.totals["like"] == 2
+    client.close()
+
+
+async def test_unique_visitor_estimate_never_shrinks(service, site, settings, database):
+    client = sync_redis(settings)
+    for n in range(5):
+        await service.record(site, "/p", "view", "add", 1, f"visitor-{n:04d}")
+    flush_once(client, database)
+    client.delete(*client.keys("ov:{c}:hll:*"))  # Redis lost its HyperLogLog
+    await service.record(site, "/p", "view", "add", 1, "visitor-late")
+    flush_once(client, database)
+    with database.connection_context():
+        estimate = UniqueVisitors.select().join(Page).where(Page.path == "/p").get().estimate
+    assert estimate == 5
+    client.close()
+
+
+def test_flush_waits_for_the_append_only_file_when_fsync_is_every_second(redis_client):
+    from appliance.jobs.flush import AOF_EVERYSEC_WAIT_S, durability_wait
+
+    assert durability_wait(redis_client) == AOF_EVERYSEC_WAIT_S  # the tests' Redis: everysec
+    redis_client.config_set("appendfsync", "always")
+    try:
+        assert durability_wait(redis_client) == 0.0
+    finally:
+        redis_client.config_set("appendfsync", "everysec")
