@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from quart import Quart
+from quart.wrappers import Request
 from quart_schema import Info, QuartSchema, Tag
+from quart_schema.openapi import OpenAPIProvider
+from werkzeug.exceptions import BadRequest
 
 from appliance import __version__
 from appliance.plugin_registry import ReactionRegistry
@@ -22,9 +26,34 @@ MAX_BODY_BYTES = 64 * 1024
 log = logging.getLogger("ovation.web")
 
 
+class OvationRequest(Request):
+    async def get_json(self, force: bool = False, silent: bool = False,
+                       cache: bool = True) -> Any:
+        """JSON nested deeper than the parser's recursion limit is bad JSON (400), not a 500."""
+        try:
+            return await super().get_json(force, silent, cache)
+        except RecursionError:
+            if silent:
+                return None
+            raise BadRequest("The JSON is nested too deeply.") from None
+
+
+class OvationOpenAPI(OpenAPIProvider):
+    def build_querystring_parameters(self, model):
+        """quart-schema leaves every query parameter optional; mark the model's required ones."""
+        parameters, definitions = super().build_querystring_parameters(model)
+        required = set(model.model_json_schema().get("required", ()))
+        for parameter in parameters:
+            if parameter["name"] in required:
+                parameter["required"] = True
+        return parameters, definitions
+
+
 def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> Quart:
     """Build the web app for `settings`; plugins are discovered unless `registry` is given."""
-    app = Quart("ovation")
+    # No built-in /static route: it would shadow the pages blueprint's /static (web/static).
+    app = Quart("ovation", static_folder=None)
+    app.request_class = OvationRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
     QuartSchema(
@@ -35,6 +64,7 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
               Tag(name="operations", description="Health and metrics for operators.")],
         # quart-schema's own doc pages load scripts from public CDNs: we serve /docs ourselves.
         swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
+        openapi_provider_class=OvationOpenAPI,
     )
     register_error_handlers(app)
     for blueprint in (public, live, health, pages):

@@ -7,6 +7,7 @@ import logging
 from quart import Quart, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from appliance.errors import OvationError
 
@@ -56,6 +57,9 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException):
+        if isinstance(error, WebsocketMismatch):  # a plain HTTP request to the live socket
+            return error_response("invalid_input", "This URL is a WebSocket endpoint: connect "
+                                  "with a WebSocket client (ws:// or wss://).", 400)
         status = error.code or 500
         code, message = _HTTP_CODES.get(status, ("http_error", error.description or ""))
         return error_response(code, message, status)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 from quart_schema import tag, validate_response
+from redis import exceptions as redis_errors
 
+from appliance.errors import ServiceUnavailable
 from appliance.metrics import collect_snapshot, render_metrics
 from appliance.storage.database import check_database
 from web.routes import runtime
@@ -48,6 +50,9 @@ async def readyz():
 async def metrics() -> Response:
     """Prometheus text format: interactions by type, flush figures, pending counters, sockets."""
     rt = runtime()
-    snapshot = await collect_snapshot(rt.redis)
+    try:
+        snapshot = await collect_snapshot(rt.redis)
+    except (redis_errors.RedisError, OSError) as exc:  # a failed scrape, not a 500
+        raise ServiceUnavailable(f"Redis is not reachable: {exc}") from exc
     body, content_type = render_metrics(snapshot)
     return Response(body, content_type=content_type)

@@ -13,9 +13,9 @@ import json
 import logging
 
 from pydantic import TypeAdapter, ValidationError
-from quart import Blueprint, abort, websocket
+from quart import Blueprint, websocket
 
-from appliance.errors import OvationError, UnknownSite
+from appliance.errors import OriginNotAllowed, OvationError
 from appliance.events import LiveEvent
 from appliance.services.sites import origin_allowed
 from web.broker import Subscription
@@ -37,13 +37,11 @@ def _event_frame(event: LiveEvent) -> dict:
 @live.websocket("/api/v1/sites/<site>/live")
 async def live_socket(site: str) -> None:
     rt = runtime()
-    try:
-        record = await rt.sites.get(site)
-    except UnknownSite:
-        abort(404)
+    record = await rt.sites.get(site)  # refused before the handshake with the usual JSON errors
+    origin = websocket.headers.get("Origin")
     own = f"{websocket.scheme.replace('ws', 'http')}://{websocket.host}".lower()
-    if not origin_allowed(record, websocket.headers.get("Origin"), own):
-        abort(403)
+    if not origin_allowed(record, origin, own):
+        raise OriginNotAllowed(f"Origin {origin} is not allowed for site {site!r}.")
     await websocket.accept()
     subscription = Subscription(record.name)
     rt.broker.register(subscription)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import swagger_ui_bundle
-from quart import Blueprint, Response, send_from_directory
+from quart import Blueprint, Response, abort, send_from_directory
 
 from web.routes import runtime
 
@@ -42,7 +42,7 @@ async def api_docs() -> Response:
 @pages.get("/docs/assets/<name>")
 async def api_docs_asset(name: str):
     if name not in SWAGGER_FILES:
-        return Response("not found", status=404)
+        abort(404)
     return await send_from_directory(SWAGGER_DIR, name)
 
 

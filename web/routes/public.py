@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
-from appliance.errors import InvalidInput, OriginNotAllowed, UnknownSite
+from appliance.errors import InvalidInput, OriginNotAllowed, OvationError
 from appliance.services.counters import PageTotals
 from appliance.services.sites import origin_allowed
 from appliance.storage.site_store import SiteRecord
@@ -52,7 +52,7 @@ async def add_cors_headers(response: Response) -> Response:
         return response
     try:
         record = await runtime().sites.get(site)
-    except UnknownSite:
+    except OvationError:  # unknown site, or the database is down: no grant, and no 500
         return response
     if origin_allowed(record, origin, own_origin()):
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -124,6 +124,7 @@ async def batch_totals(site: str, data: BatchTotalsRequest) -> BatchTotalsRespon
 @validate_response(SiteConfigResponse, 200)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
 async def site_config(site: str) -> SiteConfigResponse:
     """The site's reaction types, so the widget renders whatever plugins are enabled."""
     record = await site_for_request(site)
