@@ -42,6 +42,9 @@ class PageTotalsModel(BaseModel):
     visitor: dict[str, StrictBool | int] | None = Field(
         None, description="This visitor's state: toggles as booleans, capped counters as "
         "the amount given. Absent when no visitor was named.")
+    stale: bool = Field(False, description="True when the database could not be read: the "
+                        "totals then hold only what is not yet flushed. The interaction itself "
+                        "was recorded; do not retry it.")
 
 
 class InteractionResponse(PageTotalsModel):

@@ -79,3 +79,35 @@ async def test_sql_unreachable(request, settings, database, registry, database_u
             async with client.websocket(f"{API}/live") as ws:
                 await ws.receive()
         assert refused.value.response.status_code == 503
+
+
+async def test_an_interaction_during_a_database_outage_is_recorded_not_refused(
+        make_settings, postgres_server, registry):
+    """A page whose totals are not cached yet, while PostgreSQL is down: the interaction is
+    counted and acknowledged (with stale totals), never refused after being counted."""
+    from appliance.services.sites import add_site
+    from appliance.storage.database import open_database
+    from appliance.storage.migrations import migrate
+    from web.app import create_app
+
+    settings = make_settings(postgres_server.create_database())
+    database = open_database(settings.effective_database_url)
+    migrate(database)
+    add_site(database, "blog", [])
+    database.close()
+    app = create_app(settings, registry)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        warm = await client.get("/api/v1/sites/blog/totals?path=/warm")
+        assert warm.status_code == 200  # the site is cached now
+        postgres_server.stop()
+        try:
+            response = await client.post("/api/v1/sites/blog/interactions", json={
+                "path": "/cold", "reaction": "like", "visitor": "visitor-outage"})
+        finally:
+            postgres_server.start()
+        assert response.status_code == 200
+        body = await response.get_json()
+        assert body["applied"] == 1 and body["stale"] is True and body["totals"]["like"] == 1
+        again = await client.get("/api/v1/sites/blog/totals?path=/cold")
+        assert (await again.get_json())["totals"]["like"] == 1

@@ -41,7 +41,8 @@ async def site_for_request(site: str) -> SiteRecord:
 
 
 def totals_model(page: PageTotals) -> PageTotalsModel:
-    return PageTotalsModel(path=page.path, totals=page.totals, visitor=page.visitor)
+    return PageTotalsModel(path=page.path, totals=page.totals, visitor=page.visitor,
+                           stale=page.stale)
 
 
 @public.after_request
@@ -83,7 +84,7 @@ async def record_interaction(site: str, data: InteractionRequest) -> Interaction
                                               data.amount, data.visitor)
     page = outcome.page
     return InteractionResponse(path=page.path, totals=page.totals, visitor=page.visitor,
-                               applied=outcome.applied)
+                               stale=page.stale, applied=outcome.applied)
 
 
 @public.get("/totals")
