@@ -5,16 +5,67 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee as pw
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+from playhouse.migrate import migrate as run_operations
 
-from appliance.storage.models import ALL_MODELS, SchemaMigration
+from appliance.storage.models import (
+    AdminToken,
+    Ban,
+    Comment,
+    Counter,
+    FlushBatch,
+    Page,
+    ProcessedEvent,
+    SchemaMigration,
+    Site,
+    UniqueVisitors,
+)
+
+# Migration 1 creates the tables from the current models, so a fresh database is complete after
+# it; every later step therefore adds only what is missing, and works on both kinds of database.
+_V2_SITE_COLUMNS = {
+    "moderation": pw.CharField(max_length=16, default="open"),
+    "owner_email": pw.CharField(max_length=254, default=""),
+}
+_V2_COMMENT_COLUMNS = {
+    "notify_replies": pw.BooleanField(default=False),
+    "avatar_seed": pw.CharField(max_length=32, default=""),
+    "votes_up": pw.BigIntegerField(default=0),
+    "votes_down": pw.BigIntegerField(default=0),
+}
+
+
+def _migrator(database: pw.Database):
+    if isinstance(database, pw.PostgresqlDatabase):
+        return PostgresqlMigrator(database)
+    return SqliteMigrator(database)
+
+
+def _add_missing_columns(database: pw.Database, table: str, columns: dict) -> None:
+    present = {column.name for column in database.get_columns(table)}
+    migrator = _migrator(database)
+    operations = [migrator.add_column(table, name, field)
+                  for name, field in columns.items() if name not in present]
+    if operations:
+        run_operations(*operations)
 
 
 def _initial_schema(database: pw.Database) -> None:
-    database.create_tables(ALL_MODELS)
+    database.create_tables([Site, Page, Counter, UniqueVisitors, FlushBatch, Comment,
+                            ProcessedEvent])
+
+
+def _comments_and_admin(database: pw.Database) -> None:
+    _add_missing_columns(database, "site", _V2_SITE_COLUMNS)
+    _add_missing_columns(database, "comment", _V2_COMMENT_COLUMNS)
+    database.create_tables([AdminToken, Ban])
+    database.execute_sql("CREATE INDEX IF NOT EXISTS comment_page_status_created "
+                         "ON comment (page_id, status, created_at)")
 
 
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
+    (2, "comment moderation, votes, admin tokens and bans", _comments_and_admin),
 )
 
 

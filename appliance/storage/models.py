@@ -31,6 +31,9 @@ class Site(BaseModel):
     reaction_options = pw.TextField(default="{}")  # JSON {type: {option: value}}
     feed_url = pw.CharField(max_length=2048, null=True)
     created_at = pw.DateTimeField(default=utcnow)
+    # open | all | first_time | links: which new comments wait for a moderator (migration 2)
+    moderation = pw.CharField(max_length=16, default="open")
+    owner_email = pw.CharField(max_length=254, default="")
 
 
 class Page(BaseModel):
@@ -74,7 +77,7 @@ class FlushBatch(BaseModel):
 
 
 class Comment(BaseModel):
-    """A reader's comment (filled by the listener; the comments issue gives it its routes)."""
+    """A reader's comment. Written by the listener (and moderation); vote totals by the flusher."""
 
     id = pw.CharField(max_length=32, primary_key=True)
     page = pw.ForeignKeyField(Page, backref="comments", on_delete="CASCADE")
@@ -91,6 +94,36 @@ class Comment(BaseModel):
     edit_token_hash = pw.CharField(max_length=64, default="")
     created_at = pw.DateTimeField(default=utcnow, index=True)
     edited_at = pw.DateTimeField(null=True)
+    # migration 2
+    notify_replies = pw.BooleanField(default=False)
+    avatar_seed = pw.CharField(max_length=32, default="")
+    votes_up = pw.BigIntegerField(default=0)
+    votes_down = pw.BigIntegerField(default=0)
+
+
+class AdminToken(BaseModel):
+    """A bearer token for the admin API; only its SHA-256 is stored."""
+
+    name = pw.CharField(max_length=100)
+    token_hash = pw.CharField(max_length=64, unique=True)
+    scopes = pw.CharField(max_length=100, default="read")  # comma-separated: read,moderate,admin
+    site = pw.CharField(max_length=64, null=True)  # bound to one site, or None for all
+    created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
+class Ban(BaseModel):
+    """A visitor or an IP (both as keyed hashes) that may not comment on a site."""
+
+    site = pw.ForeignKeyField(Site, backref="bans", on_delete="CASCADE")
+    kind = pw.CharField(max_length=16)  # visitor | ip
+    value_hash = pw.CharField(max_length=64)
+    reason = pw.CharField(max_length=200, default="")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("site", "kind", "value_hash"), True),)
 
 
 class ProcessedEvent(BaseModel):
@@ -107,5 +140,5 @@ class SchemaMigration(BaseModel):
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
-    Site, Page, Counter, UniqueVisitors, FlushBatch, Comment, ProcessedEvent,
+    Site, Page, Counter, UniqueVisitors, FlushBatch, Comment, ProcessedEvent, AdminToken, Ban,
 )

@@ -1,0 +1,52 @@
+"""Comment Markdown to safe HTML: CommonMark rendered once at store time, then sanitised.
+
+markdown-it-py renders with raw HTML disabled; nh3 (Ammonia) then keeps an allowlist of tags
+and attributes, drops every event handler, allows only http, https and mailto links, and gives
+every link `rel="nofollow ugc noopener"`. The widget inserts the result as HTML; everything
+else (names, websites) it inserts as text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import nh3
+from markdown_it import MarkdownIt
+
+ALLOWED_TAGS = {
+    "p", "br", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a",
+    "h3", "h4", "h5", "h6", "hr",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "code": {"class"}}
+URL_SCHEMES = {"http", "https", "mailto"}
+_LINK = re.compile(r"https?://|www\.|\]\(", re.IGNORECASE)
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+# Headings h1/h2 would compete with the host page's own: render them one level down at most.
+_markdown.disable(["html_block", "html_inline"])
+
+
+def _clean(html: str) -> str:
+    return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
+                     url_schemes=URL_SCHEMES, link_rel="nofollow ugc noopener",
+                     strip_comments=True)
+
+
+def render_markdown(text: str) -> str:
+    """Safe HTML for a comment body."""
+    rendered = _markdown.render(text)
+    rendered = re.sub(r"<(/?)h[12]>", r"<\1h3>", rendered)
+    return _clean(rendered).strip()
+
+
+def has_links(text: str) -> bool:
+    """Whether a body contains a link (for the 'pre-moderate comments with links' mode)."""
+    return bool(_LINK.search(text))
+
+
+def clean_text(value: str) -> str:
+    """Plain text for names: tags stripped, and no angle brackets or control characters left,
+    so the value is inert whether a client inserts it as text (it should) or as HTML."""
+    stripped = html.unescape(nh3.clean(value, tags=set(), attributes={}))
+    return re.sub(r"[\x00-\x1f\x7f<>]", "", stripped).strip()
