@@ -81,6 +81,26 @@ class Settings(BaseModel):
     site_cache_s: float = Field(
         5.0, ge=0, le=3600, description="Seconds a web worker caches a site's configuration."
     )
+    comment_max_length: int = Field(
+        10000, ge=100, le=100000, description="Longest comment body, in characters."
+    )
+    comment_edit_window_s: int = Field(
+        900, ge=0, le=86400 * 7,
+        description="Authors may edit or delete their comment this long after posting it.",
+    )
+    comment_max_depth: int = Field(
+        4, ge=1, le=20, description="Deepest reply level; deeper replies attach at this level."
+    )
+    comment_rate_limit: int = Field(
+        5, ge=1, le=10000,
+        description="Most comments one visitor (and one IP) may post per comment_rate_window_s.",
+    )
+    comment_rate_window_s: int = Field(
+        600, ge=1, le=86400, description="Window of the comment rate limit, in seconds."
+    )
+    comment_page_size: int = Field(
+        50, ge=1, le=500, description="Top-level comments per page of a thread."
+    )
     secret_key: str = Field(
         "", description="Key for hashing visitor ids. Empty means one generated and kept "
         "in the data directory.",
