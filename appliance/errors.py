@@ -62,6 +62,41 @@ class Conflict(OvationError):
     status = 409
 
 
+class RateLimited(OvationError):
+    """Too many requests; `retry_after_s` becomes the Retry-After header."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
+class UnknownComment(OvationError):
+    code = "unknown_comment"
+    status = 404
+
+
+class Forbidden(OvationError):
+    """Refused for this caller: a ban, a wrong edit token, a closed edit window."""
+
+    code = "forbidden"
+    status = 403
+
+
+class Unauthorized(OvationError):
+    """No admin token, or one that is unknown or revoked (the answer does not say which)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class UnknownToken(OvationError):
+    code = "unknown_token"
+    status = 404
+
+
 class ServiceUnavailable(OvationError):
     """Redis or the database cannot be reached right now."""
 
@@ -98,6 +133,17 @@ ERROR_CODES: dict[str, str] = {
     "method_not_allowed": "The route does not accept that HTTP method.",
     "payload_too_large": "The request body is larger than allowed.",
     "conflict": "The thing to create exists already.",
+    "rate_limited": "Too many requests; the Retry-After header says when to try again.",
+    "duplicate_comment": "The same visitor posted the same comment on this page moments ago.",
+    "unknown_comment": "No comment of this site has that id.",
+    "unknown_parent": "The comment replied to does not exist on this page.",
+    "banned": "This visitor or network may not comment on this site.",
+    "invalid_edit_token": "The edit token does not match the comment.",
+    "edit_window_closed": "The comment can no longer be edited or deleted by its author.",
+    "unauthorized": "The admin API needs a valid bearer token (Authorization: Bearer ovt_...).",
+    "forbidden": "The caller may not do this: a token lacking the scope or bound to another "
+    "site, or a rule that refuses this visitor.",
+    "unknown_token": "No admin token has that id (CLI only).",
     "too_many_subscriptions": "A live connection asked to follow more pages than allowed.",
     "http_error": "Another HTTP error (the status says which).",
     "bad_config": "A setting has a bad value (CLI and start-up only).",

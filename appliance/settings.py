@@ -60,6 +60,11 @@ class Settings(BaseModel):
     flush_retry_max_s: float = Field(
         60.0, gt=0, le=3600, description="Longest wait between flush retries while SQL is down."
     )
+    feed_poll_interval_s: float = Field(
+        600.0, ge=10, le=86400,
+        description="Seconds between polls of the sites' feeds (RSS or Atom) for new posts; "
+        "the flusher process polls them.",
+    )
     view_window_s: int = Field(
         1800, ge=0, le=86400 * 30,
         description="A visitor's views of one page within this many seconds count once.",

@@ -8,8 +8,11 @@ import typer
 
 from appliance import __version__
 from cli.commands.admin import config_app, flush, migrate
+from cli.commands.comments import comments_app
+from cli.commands.publishing import feeds_app, publish
 from cli.commands.serve import serve
 from cli.commands.sites import site_app
+from cli.commands.tokens import token_app
 from cli.commands.up import up
 from cli.context import console, data_dir_option, with_data_dir
 
@@ -40,6 +43,10 @@ app.command()(migrate)
 app.command()(flush)
 app.add_typer(config_app, name="config")
 app.add_typer(site_app, name="site")
+app.command()(publish)
+app.add_typer(token_app, name="token")
+app.add_typer(feeds_app, name="feeds")
+app.add_typer(comments_app, name="comments")
 
 
 def main() -> None:

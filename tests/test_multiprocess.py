@@ -121,3 +121,32 @@ async def test_metrics_agree_across_workers(web_pair):
         bodies = [(await http.get(f"{url}/metrics")).text for url in urls]
     for body in bodies:
         assert 'ovation_interactions_total{reaction="view"} 2.0' in body
+
+
+async def test_a_comment_reaches_subscribers_of_its_page_on_another_worker(web_pair, settings,
+                                                                           tmp_path):
+    urls, _ = web_pair
+    listener = start_process(settings, "serve", "listener", log=tmp_path / "listener.log")
+    try:
+        live = urls[1].replace("http", "ws") + "/api/v1/sites/blog/live"
+        same_page = await websockets.connect(live, origin="https://blog.example")
+        other_page = await websockets.connect(live, origin="https://blog.example")
+        for ws, path in ((same_page, "/commented"), (other_page, "/elsewhere")):
+            await ws.recv()  # hello
+            await ws.send(json.dumps({"type": "subscribe", "paths": [path]}))
+            await ws.recv()  # subscribed
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{urls[0]}/api/v1/sites/blog/comments", json={
+                "path": "/commented/", "body": "Live *hello*", "visitor": "visitor-live-c"},
+                headers={"Origin": "https://blog.example"})
+        assert response.status_code == 202, response.text
+        comment_id = response.json()["id"]
+        frame = json.loads(await asyncio.wait_for(same_page.recv(), timeout=10))
+        assert frame["type"] == "comment" and frame["comment"]["id"] == comment_id
+        assert frame["comment"]["html"] == "<p>Live <em>hello</em></p>" and frame["count"] == 1
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(other_page.recv(), timeout=1.0)
+        await same_page.close()
+        await other_page.close()
+    finally:
+        stop_process(listener)

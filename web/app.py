@@ -14,7 +14,10 @@ from werkzeug.exceptions import BadRequest
 from appliance import __version__
 from appliance.plugin_registry import ReactionRegistry
 from appliance.settings import Settings
+from web.auth import SECURITY_SCHEMES
 from web.errors import register_error_handlers
+from web.routes.admin import admin
+from web.routes.comments import comments
 from web.routes.health import health
 from web.routes.live import live
 from web.routes.pages import pages
@@ -61,13 +64,15 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
         info=Info(title="Ovation", version=__version__,
                   description="Views, likes, applause and comments for any web page, live."),
         tags=[Tag(name="public", description="Called by the widget, from readers' browsers."),
-              Tag(name="operations", description="Health and metrics for operators.")],
+              Tag(name="operations", description="Health and metrics for operators."),
+              Tag(name="admin", description="For the blog's own tools: bearer token.")],
         # quart-schema's own doc pages load scripts from public CDNs: we serve /docs ourselves.
         swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
         openapi_provider_class=OvationOpenAPI,
+        security_schemes=SECURITY_SCHEMES,
     )
     register_error_handlers(app)
-    for blueprint in (public, live, health, pages):
+    for blueprint in (public, comments, admin, live, health, pages):
         app.register_blueprint(blueprint)
 
     registry = registry or ReactionRegistry.discover(settings)
@@ -78,6 +83,7 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
         await runtime.open()
         app.extensions["ovation"] = runtime
         app.add_background_task(runtime.relay_live_events, app.shutdown_event)
+        app.add_background_task(runtime.live.run, app.shutdown_event)
         app.add_background_task(runtime.report_connections, app.shutdown_event)
 
     @app.after_serving

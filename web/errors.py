@@ -46,7 +46,12 @@ def describe_validation_error(error: RequestSchemaValidationError) -> tuple[str,
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(OvationError)
     async def ovation_error(error: OvationError):
-        return error_response(error.code, error.message, error.status, error.details or None)
+        response = error_response(error.code, error.message, error.status,
+                                  error.details or None)
+        retry_after = getattr(error, "retry_after_s", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError):

@@ -18,6 +18,7 @@ from redis import exceptions as redis_errors
 from appliance import events
 from appliance.events import LiveEvent
 from appliance.plugin_registry import ReactionRegistry
+from appliance.services.comments import CommentService
 from appliance.services.counters import CounterService
 from appliance.services.sites import SiteDirectory
 from appliance.services.sql_runner import SqlRunner
@@ -33,31 +34,51 @@ WS_GAUGE_TTL_S = 30
 
 
 class LivePublisher:
-    """Coalesced live pushes: at most one per page per `live_coalesce_ms`, from any worker."""
+    """Coalesced live pushes: at most one per page per `live_coalesce_ms`, from any worker.
 
-    def __init__(self, runtime: WebRuntime, delay_s: float) -> None:
+    Interactions only mark a page as due (the Lua script took the page's throttle in Redis);
+    one loop per worker pushes every due page each interval, in one pipelined round trip, so
+    a burst over thousands of pages costs this worker one Redis connection, not thousands.
+    """
+
+    def __init__(self, runtime: WebRuntime, interval_s: float) -> None:
         self._runtime = runtime
-        self._delay_s = delay_s
-        self._tasks: set[asyncio.Task] = set()
+        self._interval_s = interval_s
+        self._due: set[tuple[str, str]] = set()
+        self._wakeup = asyncio.Event()
 
     def schedule(self, site: str, path: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish_later(site, path))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._due.add((site, path))
+        self._wakeup.set()
 
-    async def _publish_later(self, site: str, path: str) -> None:
-        await asyncio.sleep(self._delay_s)
-        try:
-            totals = await self._runtime.counters.publish_totals(site, path)
-            event = LiveEvent("totals", site, path, {"totals": totals})
-            await self._runtime.redis.publish(events.LIVE_CHANNEL, event.encode())
-        except Exception as exc:  # a missed push is superseded by the next; never crash
-            log.warning("live push for %s%s failed: %s", site, path, exc)
+    async def run(self, shutdown: asyncio.Event) -> None:
+        while not shutdown.is_set():
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
+            await asyncio.sleep(self._interval_s)
+            self._wakeup.clear()
+            due, self._due = self._due, set()
+            try:
+                await self.push(due)
+            except Exception as exc:  # a missed push is superseded by the next; never crash
+                log.warning("live push of %d pages failed: %s", len(due), exc)
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def push(self, due: set[tuple[str, str]]) -> None:
+        counters = self._runtime.counters
+        for chunk in _chunks(sorted(due), 500):
+            totals = await counters.publish_totals_many(chunk)
+            pipe = self._runtime.redis.pipeline(transaction=False)
+            for (site, path), page_totals in zip(chunk, totals, strict=True):
+                event = LiveEvent("totals", site, path, {"totals": page_totals})
+                pipe.publish(events.LIVE_CHANNEL, event.encode())
+            await pipe.execute()
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 class WebRuntime:
@@ -71,6 +92,7 @@ class WebRuntime:
         self.sql: SqlRunner
         self.sites: SiteDirectory
         self.counters: CounterService
+        self.comments: CommentService
         self.live: LivePublisher
 
     async def open(self) -> None:
@@ -81,9 +103,9 @@ class WebRuntime:
         self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
         self.counters = CounterService(self.redis, self.database, self.registry, self.settings,
                                        self.sql.run, self.live)
+        self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run)
 
     async def close(self) -> None:
-        await self.live.close()
         try:
             await self.redis.delete(WS_GAUGE_PREFIX + self.worker_id)
         except (redis_errors.RedisError, OSError):

@@ -36,7 +36,7 @@ class InteractionRequest(Strict):
     visitor: VisitorId
 
 
-class PageTotalsModel(BaseModel):
+class PageState(BaseModel):
     path: str = Field(description="The normalised path.")
     totals: dict[str, int] = Field(description="Live total per reaction type.")
     visitor: dict[str, StrictBool | int] | None = Field(
@@ -47,7 +47,11 @@ class PageTotalsModel(BaseModel):
                         "was recorded; do not retry it.")
 
 
-class InteractionResponse(PageTotalsModel):
+class PageTotalsModel(PageState):
+    comments: int = Field(0, description="Approved comments on the page.")
+
+
+class InteractionResponse(PageState):
     applied: int = Field(description="What this interaction changed the total by "
                          "(0 when deduplicated, capped or already liked).")
 
@@ -119,7 +123,127 @@ class PingMessage(Strict):
     type: Literal["ping"]
 
 
+# --- comments -------------------------------------------------------------------------------
+
+CommentId = Annotated[StrictStr, Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]
+
+
+class CommentRequest(Strict):
+    """A new comment (Markdown) or reply; the server renders and sanitises it."""
+
+    path: RawPath
+    body: StrictStr = Field(min_length=1, max_length=100000, description="CommonMark Markdown.")
+    visitor: VisitorId
+    author_name: StrictStr = Field("", max_length=200)
+    author_email: StrictStr = Field("", max_length=254, description="Never shown publicly; "
+                                    "used for reply notifications and the avatar seed.")
+    author_website: StrictStr = Field("", max_length=500, description="An http(s) URL.")
+    parent_id: CommentId | None = Field(None, description="The comment replied to.")
+    notify_replies: StrictBool = Field(False, description="E-mail me replies (needs an e-mail).")
+    hp: StrictStr = Field("", max_length=1000, description="Honeypot: leave empty. The "
+                          "widget hides it; bots fill it and their comment is dropped.")
+
+
+class CommentAccepted(BaseModel):
+    id: str
+    path: str
+    status: Literal["approved", "pending"] = Field(description="`pending` waits for a "
+                                                   "moderator; only its author sees it.")
+    edit_token: str = Field(description="Secret: lets the author edit or delete the comment "
+                            "until `editable_until`. Shown once.")
+    html: str = Field(description="The body as it will be shown (sanitised HTML).")
+    created_at: str
+    editable_until: str
+
+
+class CommentEditRequest(Strict):
+    edit_token: StrictStr = Field(min_length=1, max_length=100)
+    body: StrictStr = Field(min_length=1, max_length=100000)
+
+
+class CommentDeleteRequest(Strict):
+    edit_token: StrictStr = Field(min_length=1, max_length=100)
+
+
+class CommentChanged(BaseModel):
+    id: str
+    status: str
+    html: str = ""
+
+
+class ThreadQuery(Strict):
+    path: RawPath
+    sort: Literal["oldest", "newest", "top"] = "oldest"
+    limit: int | None = Field(None, ge=1, le=500, description="Top-level comments per page; "
+                              "default: the `comment_page_size` setting (50).")
+    offset: int = Field(0, ge=0, le=1_000_000)
+    visitor: VisitorId | None = None
+
+
+class CommentModel(BaseModel):
+    id: str
+    parent_id: str | None
+    depth: int
+    author_name: str = Field(description="Plain text: insert it as text, never as HTML.")
+    author_website: str
+    avatar_seed: str = Field(description="Seed for an identicon (a keyed hash, not the e-mail).")
+    html: str = Field(description="Sanitised HTML of the body; empty when deleted.")
+    status: Literal["approved", "pending", "deleted"]
+    votes_up: int
+    votes_down: int
+    created_at: str
+    edited_at: str | None
+    mine: bool = Field(description="Posted by the visitor named in the request.")
+
+
+class ThreadResponse(BaseModel):
+    path: str
+    total: int = Field(description="Approved comments on the page.")
+    comments: list[CommentModel] = Field(description="Top-level comments of this page of the "
+                                         "thread, each followed by its replies (depth-first).")
+    next_offset: int | None
+
+
+class CommentMessage(CommentRequest):
+    type: Literal["comment"]
+    id: StrictStr | None = Field(None, max_length=64, description="Echoed in the answer.")
+
+
 ClientMessage = Annotated[
-    SubscribeMessage | UnsubscribeMessage | InteractMessage | PingMessage,
+    SubscribeMessage | UnsubscribeMessage | InteractMessage | PingMessage | CommentMessage,
     Field(discriminator="type"),
 ]
+
+
+# --- admin API (bearer token) ----------------------------------------------------------------
+
+class PublishRequest(Strict):
+    """A post to publish: the listener stores the page and announces it."""
+
+    path: RawPath
+    title: StrictStr = Field(min_length=1, max_length=500, examples=["Hello, world"])
+    published_at: StrictStr | None = Field(
+        None, min_length=1, max_length=64,
+        description="ISO 8601 date or date and time; without an offset it is UTC. "
+        "Absent: now.", examples=["2026-11-25T09:30:00+01:00"])
+
+
+class PublishAccepted(BaseModel):
+    event_id: str = Field(description="The publish event's id; the listener applies it once.")
+    site: str
+    path: str = Field(description="The normalised path.")
+    title: str
+    published_at: str = Field(description="ISO 8601, UTC.")
+
+
+class AdminSiteModel(BaseModel):
+    name: str
+    title: str
+    origins: list[str]
+    accept_unpublished_pages: bool
+    pages: int = Field(description="Pages SQL knows (published, or with flushed counts).")
+    feed_url: str | None = Field(description="The RSS or Atom feed polled for new posts.")
+
+
+class AdminSitesResponse(BaseModel):
+    sites: list[AdminSiteModel]

@@ -1,7 +1,9 @@
-"""The flusher process: `flush_once` every `flush_interval_s`, with backoff while SQL is down."""
+"""The flusher process: `flush_once` every `flush_interval_s`, with backoff while SQL is down,
+and the feed poll (`appliance.jobs.feeds`) every `feed_poll_interval_s`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import random
@@ -13,9 +15,11 @@ import peewee as pw
 import redis
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from appliance.jobs.feeds import FeedPoller
 from appliance.jobs.flush import durability_wait, flush_once, pending_counters, record_failure
 
 log = logging.getLogger("ovation.flusher")
+FIRST_FEED_POLL_DELAY_S = 10.0  # after start-up: a restart loop must not hammer the feeds
 
 
 class FlushLoop:
@@ -78,15 +82,25 @@ class FlushLoop:
 
 
 def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
-                retry_max_s: float) -> None:
+                retry_max_s: float, feed_poll_interval_s: float | None = None,
+                max_path_length: int = 1024) -> None:
     """Run until SIGTERM/SIGINT (warm: finish the running flush, flush once more, exit).
 
     A second signal exits at once; nothing is lost either way, as the batch stays in Redis.
+    With `feed_poll_interval_s`, the sites' feeds are polled too (the first poll shortly after
+    start-up), in the scheduler's thread pool, so a slow feed never delays a flush.
     """
     loop = FlushLoop(client, database, interval_s, retry_max_s)
     scheduler = BlockingScheduler()
     scheduler.add_job(loop.tick, "interval", seconds=interval_s, id="flush",
                       max_instances=1, coalesce=True)
+    feeds = None
+    if feed_poll_interval_s:
+        feeds = FeedPoller(client, database, max_path_length)
+        first_poll = dt.datetime.now(dt.UTC) + dt.timedelta(
+            seconds=min(FIRST_FEED_POLL_DELAY_S, feed_poll_interval_s))
+        scheduler.add_job(feeds.tick, "interval", seconds=feed_poll_interval_s, id="feeds",
+                          max_instances=1, coalesce=True, next_run_time=first_poll)
     stopping = {"count": 0}
 
     def stop(signum, _frame) -> None:
@@ -95,11 +109,14 @@ def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
             log.warning("second signal: exiting now")
             os._exit(1)
         log.info("signal %d: stopping after the running flush", signum)
+        if feeds is not None:
+            feeds.stop_event.set()  # a running poll stops after its current feed
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("flusher started: every %.1f s", interval_s)
+    log.info("flusher started: every %.1f s%s", interval_s,
+             f"; feeds every {feed_poll_interval_s:g} s" if feeds is not None else "")
     loop.tick()  # a crashed predecessor's batch is finished before the first interval
     scheduler.start()
     loop.final_flush()

@@ -125,11 +125,14 @@ class CounterService:
             parsed.update(self._parse_many(missing, result, bool(visitor)))
         return [parsed[path][1] for path in paths]
 
-    async def publish_totals(self, site: str, path: str) -> dict[str, int]:
-        """Release the page's live throttle and return the totals to push."""
-        result = await self._call(self._scripts.publish_totals, keys.PREFIX, self._ttl, site,
-                                  self._types_csv, path)
-        return self._parse_page(path, result, False).totals
+    async def publish_totals_many(self, pages: list[tuple[str, str]]) -> list[dict[str, int]]:
+        """Release the pages' live throttles and return the totals to push, in one step."""
+        args = [item for page in pages for item in page]
+        result = await self._call(self._scripts.publish_totals, keys.PREFIX, self._ttl,
+                                  self._types_csv, *args)
+        width = 1 + len(self._registry.names())
+        return [self._parse_page(path, result[index * width:(index + 1) * width], False).totals
+                for index, (_site, path) in enumerate(pages)]
 
     # -- rules -----------------------------------------------------------------------------
 

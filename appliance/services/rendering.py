@@ -42,7 +42,9 @@ def render_markdown(text: str) -> str:
 
 def has_links(text: str) -> bool:
     """Whether a body contains a link (for the 'pre-moderate comments with links' mode)."""
-    return bool(_LINK.search(text))
+    # The rendered HTML also catches what the pattern misses: e-mail autolinks, relative and
+    # scheme-relative links, reference-style links.
+    return bool(_LINK.search(text)) or "<a " in render_markdown(text)
 
 
 def clean_text(value: str) -> str:

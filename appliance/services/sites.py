@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from urllib.parse import urlsplit
@@ -66,10 +67,7 @@ def ensure_site(database: pw.Database, name: str, origins: list[str], title: str
         return
     wanted = tuple(dict.fromkeys(existing.origins + tuple(normalise_origin(o) for o in origins)))
     if wanted != existing.origins:
-        site_store.update_site(database, SiteRecord(
-            name=existing.name, title=existing.title, origins=wanted,
-            accept_unpublished_pages=existing.accept_unpublished_pages,
-            reaction_options=existing.reaction_options))
+        site_store.update_site(database, dataclasses.replace(existing, origins=wanted))
 
 
 def origin_allowed(site: SiteRecord, origin: str | None, own_origin: str | None = None) -> bool:

@@ -214,11 +214,14 @@ return #entries / 2
 
 # Drop the live throttle and read the totals to publish, in one step, so that any interaction
 # after this read takes the throttle again and causes its own publish.
-# ARGV: prefix, cache_ttl_s, site, types(csv), path
+# ARGV: prefix, cache_ttl_s, types(csv), site1, path1, site2, path2, ...
 PUBLISH_TOTALS_SCRIPT = _TOTALS_LUA + """
-redis.call('DEL', P .. 'live:' .. ARGV[3] .. '|' .. ARGV[5])
 local out = {}
-page_totals(ARGV[3], ARGV[5], split(ARGV[4]), '', out)
+local types = split(ARGV[3])
+for i = 4, #ARGV, 2 do
+  redis.call('DEL', P .. 'live:' .. ARGV[i] .. '|' .. ARGV[i + 1])
+  page_totals(ARGV[i], ARGV[i + 1], types, '', out)
+end
 return out
 """
 

@@ -14,9 +14,13 @@ def sync_redis(settings: Settings) -> redis.Redis:
                                 socket_connect_timeout=5, health_check_interval=30)
 
 
-def async_redis(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.effective_redis_url, decode_responses=True,
-                                   socket_connect_timeout=5, health_check_interval=30)
+def async_redis(settings: Settings, max_connections: int = 64) -> aioredis.Redis:
+    # A blocking pool: under a burst, requests wait a moment for a free connection instead of
+    # failing with "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.effective_redis_url, decode_responses=True, socket_connect_timeout=5,
+        health_check_interval=30, max_connections=max_connections, timeout=10)
+    return aioredis.Redis(connection_pool=pool)
 
 
 def check_redis(client: redis.Redis, settings: Settings) -> None:

@@ -20,12 +20,25 @@ class SiteRecord:
     origins: tuple[str, ...] = ()
     accept_unpublished_pages: bool = True
     reaction_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    moderation: str = "open"  # open | all | first_time | links
+    owner_email: str = ""
+    feed_url: str | None = None
 
 
 def _record(row: Site) -> SiteRecord:
     return SiteRecord(name=row.name, title=row.title, origins=tuple(json.loads(row.origins)),
                       accept_unpublished_pages=row.accept_unpublished_pages,
-                      reaction_options=json.loads(row.reaction_options))
+                      reaction_options=json.loads(row.reaction_options),
+                      moderation=row.moderation, owner_email=row.owner_email,
+                      feed_url=row.feed_url)
+
+
+def _columns(record: SiteRecord) -> dict[str, Any]:
+    return {"title": record.title, "origins": json.dumps(list(record.origins)),
+            "accept_unpublished_pages": record.accept_unpublished_pages,
+            "reaction_options": json.dumps(record.reaction_options),
+            "moderation": record.moderation, "owner_email": record.owner_email,
+            "feed_url": record.feed_url}
 
 
 def get_site(database: pw.Database, name: str) -> SiteRecord | None:
@@ -47,10 +60,7 @@ def insert_site(database: pw.Database, record: SiteRecord) -> bool:
     """Create the site; False if one with that name exists already."""
     try:
         with database.connection_context(), database.atomic():
-            Site.create(name=record.name, title=record.title,
-                        origins=json.dumps(list(record.origins)),
-                        accept_unpublished_pages=record.accept_unpublished_pages,
-                        reaction_options=json.dumps(record.reaction_options))
+            Site.create(name=record.name, **_columns(record))
     except pw.IntegrityError:
         return False
     return True
@@ -58,9 +68,7 @@ def insert_site(database: pw.Database, record: SiteRecord) -> bool:
 
 def update_site(database: pw.Database, record: SiteRecord) -> bool:
     with database.connection_context():
-        changed = (Site.update(title=record.title, origins=json.dumps(list(record.origins)),
-                               accept_unpublished_pages=record.accept_unpublished_pages,
-                               reaction_options=json.dumps(record.reaction_options))
+        changed = (Site.update(**_columns(record))
                    .where(Site.name == record.name).execute())
         return changed > 0
 

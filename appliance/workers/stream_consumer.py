@@ -31,12 +31,12 @@ class ConsumerStats:
 
 
 class StreamConsumer:
-    def __init__(self, client: redis.Redis, stream: str, group: str,
+    def __init__(self, client: redis.Redis, streams: str | list[str], group: str,
                  handlers: dict[str, Handler], consumer: str | None = None,
                  block_ms: int = 1000, claim_idle_ms: int = 30000, max_deliveries: int = 5,
                  batch: int = 50) -> None:
         self.client = client
-        self.stream = stream
+        self.streams = [streams] if isinstance(streams, str) else list(streams)
         self.group = group
         self.handlers = handlers
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -47,42 +47,46 @@ class StreamConsumer:
         self.stats = ConsumerStats()
         self.stop_event = threading.Event()
 
-    @property
-    def dead_letter_stream(self) -> str:
-        return f"{self.stream}:dead"
+    @staticmethod
+    def dead_letter_stream(stream: str) -> str:
+        return f"{stream}:dead"
 
     def ensure_group(self) -> None:
-        try:
-            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def run_once(self, block_ms: int | None = None) -> int:
         """Handle what is waiting (stale claimed messages first); return how many were handled."""
         self.ensure_group()
         handled = 0
-        _, claimed, _ = self.client.xautoclaim(self.stream, self.group, self.consumer,
-                                               min_idle_time=self.claim_idle_ms, count=self.batch)
-        for message_id, fields in claimed:
-            handled += self._handle(message_id, fields)
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+        for stream in self.streams:
+            _, claimed, _ = self.client.xautoclaim(stream, self.group, self.consumer,
+                                                   min_idle_time=self.claim_idle_ms,
+                                                   count=self.batch)
+            for message_id, fields in claimed:
+                handled += self._handle(stream, message_id, fields)
+        reply = self.client.xreadgroup(self.group, self.consumer,
+                                       dict.fromkeys(self.streams, ">"),
                                        count=self.batch, block=block_ms)
-        for _stream, messages in reply or []:
+        for stream, messages in reply or []:
             for message_id, fields in messages:
-                handled += self._handle(message_id, fields)
+                handled += self._handle(stream, message_id, fields)
         return handled
 
     def run(self) -> None:
         """Loop until `stop_event` is set (by SIGTERM/SIGINT when installed)."""
-        log.info("consuming %s as %s/%s", self.stream, self.group, self.consumer)
+        log.info("consuming %s as %s/%s", ", ".join(self.streams), self.group, self.consumer)
         while not self.stop_event.is_set():
             try:
                 self.run_once(block_ms=self.block_ms)
             except redis.exceptions.ConnectionError as exc:
                 log.warning("Redis unreachable (%s); retrying in 1 s", exc)
                 self.stop_event.wait(1.0)
-        log.info("stopped consuming %s", self.stream)
+        log.info("stopped consuming %s", ", ".join(self.streams))
 
     def install_signal_handlers(self) -> None:
         def stop(signum, _frame) -> None:
@@ -94,9 +98,9 @@ class StreamConsumer:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
-    def _handle(self, message_id: str, fields: dict[str, str]) -> int:
+    def _handle(self, stream: str, message_id: str, fields: dict[str, str]) -> int:
         if fields is None:  # deleted while pending
-            self.client.xack(self.stream, self.group, message_id)
+            self.client.xack(stream, self.group, message_id)
             return 0
         kind = fields.get("kind", "")
         try:
@@ -107,27 +111,28 @@ class StreamConsumer:
             handler(message_id, body)
         except Exception as exc:
             self.stats.failed += 1
-            deliveries = self._deliveries(message_id)
-            log.warning("%s %s (%s) failed, delivery %d of %d: %s", self.stream, message_id,
+            deliveries = self._deliveries(stream, message_id)
+            log.warning("%s %s (%s) failed, delivery %d of %d: %s", stream, message_id,
                         kind, deliveries, self.max_deliveries, exc)
             if deliveries >= self.max_deliveries or isinstance(exc, (LookupError, ValueError)):
-                self._dead_letter(message_id, fields, exc)
+                self._dead_letter(stream, message_id, fields, exc)
             return 0
-        self.client.xack(self.stream, self.group, message_id)
+        self.client.xack(stream, self.group, message_id)
         self.stats.handled += 1
         return 1
 
-    def _deliveries(self, message_id: str) -> int:
-        info = self.client.xpending_range(self.stream, self.group, min=message_id,
+    def _deliveries(self, stream: str, message_id: str) -> int:
+        info = self.client.xpending_range(stream, self.group, min=message_id,
                                           max=message_id, count=1)
         return int(info[0]["times_delivered"]) if info else 1
 
-    def _dead_letter(self, message_id: str, fields: dict[str, str], exc: Exception) -> None:
+    def _dead_letter(self, stream: str, message_id: str, fields: dict[str, str],
+                     exc: Exception) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.dead_letter_stream, {**fields, "original_id": message_id,
+        pipe.xadd(self.dead_letter_stream(stream), {**fields, "original_id": message_id,
                                             "error": f"{type(exc).__name__}: {exc}"[:1000]},
                   maxlen=100000, approximate=True)
-        pipe.xack(self.stream, self.group, message_id)
+        pipe.xack(stream, self.group, message_id)
         pipe.execute()
         self.stats.dead += 1
 

@@ -41,7 +41,8 @@ def serve(
 
         # No reachability check: the flusher must start (and keep retrying) while SQL is down.
         run_flusher(sync_redis(settings), open_database(settings.effective_database_url),
-                    settings.flush_interval_s, settings.flush_retry_max_s)
+                    settings.flush_interval_s, settings.flush_retry_max_s,
+                    settings.feed_poll_interval_s, settings.max_path_length)
     else:
         from appliance.storage.database import open_database
         from appliance.storage.redis_client import sync_redis
@@ -49,7 +50,8 @@ def serve(
         from appliance.workers.notifier import build_notifier
 
         client = sync_redis(settings)
-        consumer = (build_listener(client, open_database(settings.effective_database_url))
+        consumer = (build_listener(client, open_database(settings.effective_database_url),
+                                   settings.comment_max_depth)
                     if name is ProcessName.listener else build_notifier(client))
         consumer.install_signal_handlers()
         consumer.run()

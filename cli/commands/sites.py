@@ -1,4 +1,4 @@
-"""`platformctl site add|list|set`: the sites that may embed the widget."""
+"""`platformctl site add|list|set`: the sites that may embed the widget, and their feeds."""
 
 from __future__ import annotations
 
@@ -60,11 +60,20 @@ def site_set(
     published_only: bool = typer.Option(None, "--published-only/--any-page",
                                         help="Count only published pages, or any page.",
                                         show_default=False),
+    feed: str = typer.Option(None, "--feed", help="RSS or Atom feed URL (http or https) to "
+                             "poll for new posts.", show_default=False),
+    no_feed: bool = typer.Option(False, "--no-feed", help="Stop polling the site's feed."),
 ) -> None:
-    """Change a site's origins, title or page policy."""
-    from appliance.services.sites import normalise_origin
-    from appliance.storage.site_store import SiteRecord, get_site, update_site
+    """Change a site's origins, title, page policy or feed."""
+    import dataclasses
 
+    from appliance.jobs.feeds import validate_feed_url
+    from appliance.services.sites import normalise_origin
+    from appliance.storage.site_store import get_site, update_site
+
+    if feed is not None and no_feed:
+        fail("give --feed URL or --no-feed, not both.", 2)
+    feed_url = validate_feed_url(feed) if feed is not None else None
     database = _database()
     record = get_site(database, name)
     if record is None:
@@ -72,11 +81,14 @@ def site_set(
     removed = {normalise_origin(o) for o in remove_origin}
     origins = tuple(dict.fromkeys(
         [o for o in record.origins if o not in removed] + [normalise_origin(o) for o in origin]))
-    updated = SiteRecord(
-        name=record.name, title=record.title if title is None else title, origins=origins,
+    # replace(), not a new record: fields this command does not know keep their values.
+    updated = dataclasses.replace(
+        record, title=record.title if title is None else title, origins=origins,
         accept_unpublished_pages=(record.accept_unpublished_pages if published_only is None
                                   else not published_only),
-        reaction_options=record.reaction_options)
+        feed_url=None if no_feed else (feed_url or record.feed_url))
     update_site(database, updated)
     console.print(f"Updated site {name}: origins {', '.join(origins) or 'none'}; "
-                  f"{'any page' if updated.accept_unpublished_pages else 'published pages only'}.")
+                  f"{'any page' if updated.accept_unpublished_pages else 'published pages only'}"
+                  + (f"; feed {updated.feed_url}" if updated.feed_url else "") + ".",
+                  highlight=False, soft_wrap=True)

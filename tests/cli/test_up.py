@@ -34,6 +34,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def wait_for_text(path, text: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
 def interact(url: str, body: dict) -> dict:
     response = httpx.post(f"{url}/api/v1/sites/demo/interactions", json=body, timeout=10)
     assert response.status_code == 200, response.text
@@ -49,6 +58,7 @@ def test_up_runs_everything_stops_cleanly_and_keeps_totals(tmp_path):
         up = start_up(data_dir, port, log)
         try:
             wait_http(url + "/readyz", timeout_s=40)
+            wait_for_text(log_path, "Ovation is up.")
             state = json.loads((data_dir / "up.json").read_text())
             pids = [pid for pid in state["processes"].values() if pid]
             assert set(state["processes"]) == {"redis", "flusher", "listener", "notifier", "web"}

@@ -45,7 +45,7 @@ async def interact(client, **body):
 async def test_a_like_is_recorded_once_and_answered_with_live_totals(client):
     first = await interact(client, reaction="like")
     assert first == {"path": "/p", "applied": 1, "totals": {**ZERO, "like": 1},
-                     "visitor": {"like": True, "applause": 0}}
+                     "visitor": {"like": True, "applause": 0}, "stale": False}
     again = await interact(client, path="/p/", reaction="like")
     assert again["applied"] == 0 and again["totals"]["like"] == 1
     other = await interact(client, reaction="like", visitor=OTHER_VISITOR)
@@ -79,7 +79,8 @@ async def test_totals_read_one_page_with_and_without_the_visitor(client):
     response = await client.get(f"{API}/totals", query_string={"path": "/p", "visitor": VISITOR})
     assert response.status_code == 200
     assert await response.get_json() == {"path": "/p", "totals": {**ZERO, "like": 1},
-                                         "visitor": {"like": True, "applause": 0}}
+                                         "visitor": {"like": True, "applause": 0},
+                                         "comments": 0, "stale": False}
     response = await client.get(f"{API}/totals?path=/p/index.html")
     body = await response.get_json()
     assert body["path"] == "/p" and body["totals"]["like"] == 1

@@ -20,7 +20,14 @@ from appliance.events import LiveEvent
 from appliance.services.sites import origin_allowed
 from web.broker import Subscription
 from web.routes import runtime
-from web.schemas import ClientMessage, InteractMessage, SubscribeMessage, UnsubscribeMessage
+from web.routes.comments import accepted_model, comment_input
+from web.schemas import (
+    ClientMessage,
+    CommentMessage,
+    InteractMessage,
+    SubscribeMessage,
+    UnsubscribeMessage,
+)
 
 live = Blueprint("live", __name__)
 log = logging.getLogger("ovation.live")
@@ -94,6 +101,12 @@ async def _handle(raw, record, subscription: Subscription, send) -> None:
             for raw_path in message.paths:
                 rt.broker.unsubscribe(subscription, rt.counters.normalise(raw_path))
             await send({"type": "unsubscribed", "paths": message.paths})
+        elif isinstance(message, CommentMessage):
+            message_id = message.id
+            submitted = await rt.comments.submit(record, comment_input(message),
+                                                 websocket.remote_addr)
+            await send({"type": "comment_accepted", "id": message.id,
+                        "comment": accepted_model(submitted).model_dump()})
         elif isinstance(message, InteractMessage):
             message_id = message.id
             outcome = await rt.counters.record(record, message.path, message.reaction,

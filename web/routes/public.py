@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Blueprint
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
-from appliance.errors import InvalidInput, OriginNotAllowed, OvationError
+from appliance.errors import InvalidInput
 from appliance.services.counters import PageTotals
-from appliance.services.sites import origin_allowed
-from appliance.storage.site_store import SiteRecord
 from web.routes import runtime
+from web.routes.site_access import add_cors_headers, site_for_request
 from web.schemas import (
     BatchTotalsRequest,
     BatchTotalsResponse,
@@ -23,45 +22,14 @@ from web.schemas import (
 )
 
 public = Blueprint("public", __name__, url_prefix="/api/v1/sites/<site>")
-CORS_MAX_AGE_S = "600"
 
 
-def own_origin() -> str:
-    return f"{request.scheme}://{request.host}".lower()
-
-
-async def site_for_request(site: str) -> SiteRecord:
-    """The site named in the URL, if the request's Origin may use it."""
-    record = await runtime().sites.get(site)
-    origin = request.headers.get("Origin")
-    if not origin_allowed(record, origin, own_origin()):
-        raise OriginNotAllowed(f"Origin {origin} is not allowed for site {site!r}; add it with "
-                               f"`platformctl site set {site} --origin {origin}`.")
-    return record
-
-
-def totals_model(page: PageTotals) -> PageTotalsModel:
+def totals_model(page: PageTotals, comments: int = 0) -> PageTotalsModel:
     return PageTotalsModel(path=page.path, totals=page.totals, visitor=page.visitor,
-                           stale=page.stale)
+                           stale=page.stale, comments=comments)
 
 
-@public.after_request
-async def add_cors_headers(response: Response) -> Response:
-    origin = request.headers.get("Origin")
-    site = (request.view_args or {}).get("site")
-    if not origin or not site:
-        return response
-    try:
-        record = await runtime().sites.get(site)
-    except OvationError:  # unknown site, or the database is down: no grant, and no 500
-        return response
-    if origin_allowed(record, origin, own_origin()):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE_S
-    response.vary.add("Origin")
-    return response
+public.after_request(add_cors_headers)
 
 
 @public.post("/interactions")
@@ -99,7 +67,8 @@ async def page_totals(site: str, query_args: TotalsQuery) -> PageTotalsModel:
     """One page's live totals, and the visitor's own state when `visitor` is given."""
     record = await site_for_request(site)
     pages = await runtime().counters.totals(record, [query_args.path], query_args.visitor)
-    return totals_model(pages[0])
+    counts = await runtime().comments.counts(record.name, [pages[0].path])
+    return totals_model(pages[0], counts[pages[0].path])
 
 
 @public.post("/totals/batch")
@@ -117,7 +86,8 @@ async def batch_totals(site: str, data: BatchTotalsRequest) -> BatchTotalsRespon
         raise InvalidInput(f"At most {limit} paths per batch.", details={"field": "paths"})
     record = await site_for_request(site)
     pages = await runtime().counters.totals(record, data.paths, data.visitor)
-    return BatchTotalsResponse(pages=[totals_model(page) for page in pages])
+    counts = await runtime().comments.counts(record.name, list({p.path for p in pages}))
+    return BatchTotalsResponse(pages=[totals_model(page, counts[page.path]) for page in pages])
 
 
 @public.get("/config")

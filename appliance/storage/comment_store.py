@@ -1,0 +1,204 @@
+"""SQL reads and writes of comments and bans. No rules here: see services/comments.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import peewee as pw
+
+from appliance.storage.counter_sql import ensure_pages
+from appliance.storage.models import Ban, Comment, Page, Site
+
+PUBLIC_STATUSES = ("approved", "deleted")
+STATUSES = ("pending", "approved", "rejected", "spam", "deleted")
+
+
+@dataclass(frozen=True)
+class StoredComment:
+    """A comment row as the rest of the appliance sees it (with its private fields)."""
+
+    id: str
+    site: str
+    path: str
+    parent_id: str | None
+    depth: int
+    author_name: str
+    author_email: str
+    author_website: str
+    avatar_seed: str
+    body_markdown: str
+    body_html: str
+    status: str
+    visitor_hash: str
+    ip_hash: str
+    notify_replies: bool
+    votes_up: int
+    votes_down: int
+    created_at: dt.datetime
+    edited_at: dt.datetime | None
+
+    def as_cache_entry(self) -> dict[str, Any]:
+        """What the thread cache keeps: public fields plus the author's visitor hash."""
+        return {
+            "id": self.id, "parent_id": self.parent_id, "depth": self.depth,
+            "author_name": self.author_name, "author_website": self.author_website,
+            "avatar_seed": self.avatar_seed, "html": self.body_html, "status": self.status,
+            "visitor_hash": self.visitor_hash, "votes_up": self.votes_up,
+            "votes_down": self.votes_down,
+            "created_at": self.created_at.isoformat() + "Z",
+            "edited_at": self.edited_at.isoformat() + "Z" if self.edited_at else None,
+        }
+
+
+def _query():
+    return (Comment.select(Comment, Page.path, Site.name)
+            .join(Page).join(Site))
+
+
+def _stored(row: Comment) -> StoredComment:
+    return StoredComment(
+        id=row.id, site=row.page.site.name, path=row.page.path,
+        parent_id=row.parent_id, depth=row.depth, author_name=row.author_name,
+        author_email=row.author_email, author_website=row.author_website,
+        avatar_seed=row.avatar_seed, body_markdown=row.body_markdown, body_html=row.body_html,
+        status=row.status, visitor_hash=row.visitor_hash, ip_hash=row.ip_hash,
+        notify_replies=row.notify_replies, votes_up=row.votes_up, votes_down=row.votes_down,
+        created_at=row.created_at, edited_at=row.edited_at)
+
+
+def get_comment(database: pw.Database, comment_id: str) -> StoredComment | None:
+    with database.connection_context():
+        row = _query().where(Comment.id == comment_id).first()
+        return _stored(row) if row else None
+
+
+def get_comments(database: pw.Database, comment_ids: list[str]) -> list[StoredComment]:
+    with database.connection_context():
+        return [_stored(row) for row in _query().where(Comment.id.in_(comment_ids))]
+
+
+def thread(database: pw.Database, site: str, path: str) -> list[StoredComment]:
+    """Every comment of a page a reader might see (approved, deleted, and pending for its
+    author), oldest first."""
+    with database.connection_context():
+        query = (_query().where((Site.name == site) & (Page.path == path)
+                                & (Comment.status.in_(("approved", "deleted", "pending"))))
+                 .order_by(Comment.created_at, Comment.id))
+        return [_stored(row) for row in query]
+
+
+def approved_counts(database: pw.Database, site: str, paths: list[str]) -> dict[str, int]:
+    with database.connection_context():
+        query = (Comment.select(Page.path, pw.fn.COUNT(Comment.id))
+                 .join(Page).join(Site)
+                 .where((Site.name == site) & (Page.path.in_(paths))
+                        & (Comment.status == "approved"))
+                 .group_by(Page.path).tuples())
+        counts = dict.fromkeys(paths, 0)
+        counts.update({path: count for path, count in query})
+        return counts
+
+
+def list_comments(database: pw.Database, site: str | None = None, status: str | None = None,
+                  limit: int = 50, offset: int = 0) -> list[StoredComment]:
+    with database.connection_context():
+        query = _query()
+        if site:
+            query = query.where(Site.name == site)
+        if status:
+            query = query.where(Comment.status == status)
+        query = query.order_by(Comment.created_at.desc(), Comment.id).limit(limit).offset(offset)
+        return [_stored(row) for row in query]
+
+
+def count_by_status(database: pw.Database, site: str | None = None) -> dict[str, int]:
+    with database.connection_context():
+        query = Comment.select(Comment.status, pw.fn.COUNT(Comment.id)).join(Page).join(Site)
+        if site:
+            query = query.where(Site.name == site)
+        return dict(query.group_by(Comment.status).tuples())
+
+
+def has_approved_comment(database: pw.Database, site: str, visitor_hash: str) -> bool:
+    with database.connection_context():
+        return (Comment.select().join(Page).join(Site)
+                .where((Site.name == site) & (Comment.visitor_hash == visitor_hash)
+                       & (Comment.status == "approved")).exists())
+
+
+def insert_comment(database: pw.Database, fields: dict[str, Any], max_depth: int) -> bool:
+    """Store a new comment once (False if its id is stored already). Replies deeper than
+    `max_depth` attach to the ancestor at the deepest allowed level."""
+    with database.connection_context(), database.atomic():
+        if Comment.select().where(Comment.id == fields["id"]).exists():
+            return False
+        page_ids = ensure_pages({(fields["site"], fields["path"])})
+        page_id = page_ids.get((fields["site"], fields["path"]))
+        if page_id is None:
+            raise ValueError(f"unknown site {fields['site']!r}")
+        parent_id, depth = _placement(fields.get("parent_id"), page_id, max_depth)
+        Comment.insert(
+            id=fields["id"], page=page_id, parent=parent_id, depth=depth,
+            author_name=fields.get("author_name", ""),
+            author_email=fields.get("author_email", ""),
+            author_website=fields.get("author_website", ""),
+            avatar_seed=fields.get("avatar_seed", ""),
+            body_markdown=fields["body_markdown"], body_html=fields["body_html"],
+            status=fields["status"], visitor_hash=fields.get("visitor_hash", ""),
+            ip_hash=fields.get("ip_hash", ""),
+            edit_token_hash=fields.get("edit_token_hash", ""),
+            notify_replies=bool(fields.get("notify_replies")),
+            created_at=dt.datetime.fromisoformat(fields["created_at"]),
+        ).execute()
+    return True
+
+
+def _placement(parent_id: str | None, page_id: int, max_depth: int) -> tuple[str | None, int]:
+    if not parent_id:
+        return None, 0
+    parent = Comment.get_or_none((Comment.id == parent_id) & (Comment.page == page_id))
+    if parent is None:
+        return None, 0  # the web checked it; a parent moderated away meanwhile: top level
+    while parent.depth >= max_depth - 1 and parent.parent_id:
+        parent = Comment.get_by_id(parent.parent_id)
+    if parent.depth >= max_depth - 1:
+        return parent.parent_id, parent.depth
+    return parent.id, parent.depth + 1
+
+
+def update_body(database: pw.Database, comment_id: str, markdown: str, html: str,
+                edited_at: dt.datetime) -> bool:
+    with database.connection_context():
+        return (Comment.update(body_markdown=markdown, body_html=html, edited_at=edited_at)
+                .where((Comment.id == comment_id) & (Comment.status != "deleted"))
+                .execute()) > 0
+
+
+def set_status(database: pw.Database, comment_ids: list[str], status: str) -> int:
+    """Change the status; a deleted comment loses its body (the thread keeps its place)."""
+    values: dict[Any, Any] = {Comment.status: status}
+    if status == "deleted":
+        values.update({Comment.body_markdown: "", Comment.body_html: ""})
+    with database.connection_context():
+        return Comment.update(values).where(Comment.id.in_(comment_ids)).execute()
+
+
+def add_ban(database: pw.Database, site: str, kind: str, value_hash: str, reason: str) -> bool:
+    with database.connection_context(), database.atomic():
+        site_row = Site.get_or_none(Site.name == site)
+        if site_row is None:
+            raise ValueError(f"unknown site {site!r}")
+        inserted = (Ban.insert(site=site_row, kind=kind, value_hash=value_hash, reason=reason)
+                    .on_conflict_ignore().execute())
+        return bool(inserted)
+
+
+def is_banned(database: pw.Database, site: str, visitor_hash: str, ip_hash: str) -> bool:
+    with database.connection_context():
+        return (Ban.select().join(Site)
+                .where((Site.name == site)
+                       & (((Ban.kind == "visitor") & (Ban.value_hash == visitor_hash))
+                          | ((Ban.kind == "ip") & (Ban.value_hash == ip_hash))))
+                .exists())

@@ -1,0 +1,1 @@
+"""Benchmark programs (not tests): `.venv/bin/python -m bench` runs them all; see README.md."""

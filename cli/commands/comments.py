@@ -1,0 +1,128 @@
+"""`platformctl comments list|approve|reject|spam|delete|ban`: moderation from the terminal."""
+
+from __future__ import annotations
+
+import re
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli.context import cli_errors, console, fail, state
+
+comments_app = typer.Typer(help="List and moderate comments.", no_args_is_help=True)
+
+
+def _open():
+    from appliance.connections import open_redis, open_sql
+
+    settings = state.settings
+    return open_redis(settings), open_sql(settings)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(value: str) -> str:
+    """Reader-supplied text made inert for a terminal: no escape sequences, no rich markup."""
+    return escape(_CONTROL.sub(" ", value))
+
+
+def _excerpt(markdown: str, width: int = 60) -> str:
+    text = " ".join(_CONTROL.sub(" ", markdown).split())
+    return plain(text if len(text) <= width else text[: width - 1] + "…")
+
+
+@comments_app.command("list")
+@cli_errors
+def comments_list(
+    site: str = typer.Option(None, "--site", help="Only this site.", show_default=False),
+    pending: bool = typer.Option(False, "--pending", help="Only comments awaiting moderation."),
+    status: str = typer.Option(None, "--status", help="Only this status (pending, approved, "
+                               "rejected, spam, deleted).", show_default=False),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Most comments shown."),
+) -> None:
+    """List comments, newest first (text shown as plain text, never as markup)."""
+    from appliance.connections import open_sql
+    from appliance.storage import comment_store
+
+    wanted = "pending" if pending else status
+    if wanted and wanted not in comment_store.STATUSES:
+        fail(f"--status must be one of {', '.join(comment_store.STATUSES)}.", 2)
+    database = open_sql(state.settings)
+    rows = comment_store.list_comments(database, site, wanted, limit)
+    table = Table("id", "site", "page", "author", "status", "posted", "comment",
+                  title=f"{len(rows)} comment(s)")
+    for row in rows:
+        table.add_row(row.id, row.site, plain(row.path), plain(row.author_name or "-"),
+                      row.status, row.created_at.strftime("%Y-%m-%d %H:%M"),
+                      _excerpt(row.body_markdown))
+    console.print(table)
+
+
+def _set_status(ids: list[str], status: str, verb: str) -> None:
+    from appliance.services.moderation import moderate
+
+    client, database = _open()
+    changed = moderate(client, database, ids, status)
+    for comment in changed:
+        console.print(f"{verb} {comment.id} on {comment.site}{plain(comment.path)}")
+
+
+@comments_app.command("approve")
+@cli_errors
+def approve(ids: list[str] = typer.Argument(..., help="Comment ids.")) -> None:
+    """Approve comments: they appear on every open page at once."""
+    _set_status(ids, "approved", "approved")
+
+
+@comments_app.command("reject")
+@cli_errors
+def reject(ids: list[str] = typer.Argument(..., help="Comment ids.")) -> None:
+    """Reject comments: they disappear from the thread."""
+    _set_status(ids, "rejected", "rejected")
+
+
+@comments_app.command("spam")
+@cli_errors
+def spam(ids: list[str] = typer.Argument(..., help="Comment ids.")) -> None:
+    """Mark comments as spam: they disappear from the thread."""
+    _set_status(ids, "spam", "marked as spam")
+
+
+@comments_app.command("delete")
+@cli_errors
+def delete(ids: list[str] = typer.Argument(..., help="Comment ids.")) -> None:
+    """Delete comments: their text goes; replies keep their place under "\\[deleted]"."""
+    _set_status(ids, "deleted", "deleted")
+
+
+@comments_app.command("ban")
+@cli_errors
+def ban(
+    comment_id: str = typer.Argument(..., help="A comment of the visitor to ban."),
+    ip: bool = typer.Option(True, "--ip/--no-ip", help="Also ban the comment's network "
+                            "(IP, or IPv6 /64)."),
+    reason: str = typer.Option("", "--reason", help="Why (kept with the ban)."),
+    remove: bool = typer.Option(True, "--remove/--keep", help="Also mark the comment as spam."),
+) -> None:
+    """Ban the author of a comment (by visitor and network hash) from commenting on its site."""
+    from appliance.errors import UnknownComment
+    from appliance.services.moderation import moderate
+    from appliance.storage import comment_store
+
+    client, database = _open()
+    comment = comment_store.get_comment(database, comment_id)
+    if comment is None:
+        raise UnknownComment(f"No comment with id {comment_id}.")
+    banned = []
+    if comment.visitor_hash:
+        comment_store.add_ban(database, comment.site, "visitor", comment.visitor_hash, reason)
+        banned.append("visitor")
+    if ip and comment.ip_hash:
+        comment_store.add_ban(database, comment.site, "ip", comment.ip_hash, reason)
+        banned.append("network")
+    if remove:
+        moderate(client, database, [comment_id], "spam")
+    console.print(f"Banned the {' and '.join(banned) or 'author'} of {comment_id} from "
+                  f"{comment.site}" + (" and marked the comment as spam." if remove else "."))

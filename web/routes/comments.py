@@ -1,0 +1,103 @@
+"""The public comment API: post, read a thread, and the author's edit and delete."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+from quart_schema import tag, validate_querystring, validate_request, validate_response
+
+from appliance.services.comments import CommentInput, SubmittedComment
+from web.routes import runtime
+from web.routes.site_access import add_cors_headers, client_ip, site_for_request
+from web.schemas import (
+    CommentAccepted,
+    CommentChanged,
+    CommentDeleteRequest,
+    CommentEditRequest,
+    CommentRequest,
+    ErrorResponse,
+    ThreadQuery,
+    ThreadResponse,
+)
+
+comments = Blueprint("comments", __name__, url_prefix="/api/v1/sites/<site>/comments")
+comments.after_request(add_cors_headers)
+
+
+def comment_input(data: CommentRequest) -> CommentInput:
+    return CommentInput(path=data.path, body=data.body, visitor=data.visitor,
+                        author_name=data.author_name, author_email=data.author_email,
+                        author_website=data.author_website, parent_id=data.parent_id,
+                        notify_replies=data.notify_replies, honeypot=data.hp)
+
+
+def accepted_model(submitted: SubmittedComment) -> CommentAccepted:
+    return CommentAccepted(id=submitted.id, path=submitted.path, status=submitted.status,
+                           edit_token=submitted.edit_token, html=submitted.html,
+                           created_at=submitted.created_at,
+                           editable_until=submitted.editable_until)
+
+
+@comments.post("")
+@tag(["public"])
+@validate_request(CommentRequest)
+@validate_response(CommentAccepted, 202)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 409)
+@validate_response(ErrorResponse, 429)
+@validate_response(ErrorResponse, 503)
+async def post_comment(site: str, data: CommentRequest):
+    """Post a comment or a reply. Answers 202 once the comment is safely queued: the listener
+    stores it moments later. Keep `edit_token` to edit or delete it within the window."""
+    record = await site_for_request(site)
+    submitted = await runtime().comments.submit(record, comment_input(data), client_ip())
+    return accepted_model(submitted), 202
+
+
+@comments.get("")
+@tag(["public"])
+@validate_querystring(ThreadQuery)
+@validate_response(ThreadResponse, 200)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def read_thread(site: str, query_args: ThreadQuery) -> ThreadResponse:
+    """A page's comments: `limit` top-level comments from `offset`, in `sort` order, each
+    followed by its replies. Pending comments are included only for their own author."""
+    record = await site_for_request(site)
+    thread = await runtime().comments.thread(record, query_args.path, query_args.sort,
+                                             query_args.limit, query_args.offset,
+                                             query_args.visitor)
+    return ThreadResponse(**thread)
+
+
+@comments.patch("/<comment_id>")
+@tag(["public"])
+@validate_request(CommentEditRequest)
+@validate_response(CommentChanged, 202)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def edit_comment(site: str, comment_id: str, data: CommentEditRequest):
+    """The author edits their comment (with its edit token, within the edit window)."""
+    record = await site_for_request(site)
+    html = await runtime().comments.edit(record, comment_id, data.edit_token, data.body)
+    return CommentChanged(id=comment_id, status="edited", html=html), 202
+
+
+@comments.delete("/<comment_id>")
+@tag(["public"])
+@validate_request(CommentDeleteRequest)
+@validate_response(CommentChanged, 202)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def delete_comment(site: str, comment_id: str, data: CommentDeleteRequest):
+    """The author deletes their comment; its replies keep their place under "[deleted]"."""
+    record = await site_for_request(site)
+    await runtime().comments.delete(record, comment_id, data.edit_token)
+    return CommentChanged(id=comment_id, status="deleted"), 202
