@@ -17,6 +17,7 @@ from appliance.settings import Settings
 from web.auth import SECURITY_SCHEMES
 from web.errors import register_error_handlers
 from web.routes.admin import admin
+from web.routes.admin_comments import admin_comments
 from web.routes.comments import comments
 from web.routes.health import health
 from web.routes.live import live
@@ -72,7 +73,7 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
         security_schemes=SECURITY_SCHEMES,
     )
     register_error_handlers(app)
-    for blueprint in (public, comments, admin, live, health, pages):
+    for blueprint in (public, comments, admin, admin_comments, live, health, pages):
         app.register_blueprint(blueprint)
 
     registry = registry or ReactionRegistry.discover(settings)

@@ -25,7 +25,7 @@ from appliance.services.sql_runner import SqlRunner
 from appliance.settings import Settings
 from appliance.storage.counter_store import PREFIX
 from appliance.storage.database import open_database
-from appliance.storage.redis_client import async_redis
+from appliance.storage.redis_client import async_redis, sync_redis
 from web.broker import Broker
 
 log = logging.getLogger("ovation.web")
@@ -104,6 +104,8 @@ class WebRuntime:
         self.counters = CounterService(self.redis, self.database, self.registry, self.settings,
                                        self.sql.run, self.live)
         self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run)
+        # Moderation shares its code with the CLI, which is blocking: it runs in the SQL pool.
+        self.sync_redis = sync_redis(self.settings)
 
     async def close(self) -> None:
         try:
@@ -111,6 +113,7 @@ class WebRuntime:
         except (redis_errors.RedisError, OSError):
             pass
         await self.redis.aclose()
+        self.sync_redis.close()
         self.sql.close()
         if not self.database.is_closed():
             self.database.close()

@@ -247,3 +247,52 @@ class AdminSiteModel(BaseModel):
 
 class AdminSitesResponse(BaseModel):
     sites: list[AdminSiteModel]
+
+
+# --- admin: moderation ------------------------------------------------------------------------
+
+class AdminCommentsQuery(Strict):
+    status: Literal["pending", "approved", "rejected", "spam", "deleted"] | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class AdminCommentModel(BaseModel):
+    id: str
+    path: str
+    parent_id: str | None
+    status: str
+    author_name: str
+    author_email: str
+    author_website: str
+    body_markdown: str
+    html: str
+    created_at: str
+    edited_at: str | None
+
+
+class AdminCommentsResponse(BaseModel):
+    comments: list[AdminCommentModel]
+    counts: dict[str, int] = Field(description="Comments of the site by status.")
+
+
+class ModerateRequest(Strict):
+    ids: list[CommentId] = Field(min_length=1, max_length=500)
+    status: Literal["approved", "rejected", "spam", "deleted", "pending"]
+
+
+class ModerateResponse(BaseModel):
+    changed: list[str]
+    status: str
+
+
+class BanRequest(Strict):
+    comment_id: CommentId
+    network: StrictBool = Field(True, description="Also ban the comment's network (IP, /64).")
+    reason: StrictStr = Field("", max_length=200)
+    remove: StrictBool = Field(True, description="Also mark the comment as spam.")
+
+
+class BanAccepted(BaseModel):
+    comment_id: str
+    banned: list[str] = Field(description="What was banned: visitor, network.")

@@ -73,3 +73,21 @@ def moderate(client: redis.Redis, database: pw.Database, comment_ids: list[str],
                 announce(client, "comment_removed", comment, count)
     return changed
 
+
+
+def ban_author(client: redis.Redis, database: pw.Database, comment_id: str, network: bool = True,
+               reason: str = "", remove: bool = True) -> list[str]:
+    """Ban a comment's author from its site, by visitor hash and (optionally) network hash."""
+    comment = comment_store.get_comment(database, comment_id)
+    if comment is None:
+        raise UnknownComment(f"No comment with id {comment_id}.")
+    banned = []
+    if comment.visitor_hash:
+        comment_store.add_ban(database, comment.site, "visitor", comment.visitor_hash, reason)
+        banned.append("visitor")
+    if network and comment.ip_hash:
+        comment_store.add_ban(database, comment.site, "ip", comment.ip_hash, reason)
+        banned.append("network")
+    if remove:
+        moderate(client, database, [comment_id], "spam")
+    return banned

@@ -107,22 +107,9 @@ def ban(
     remove: bool = typer.Option(True, "--remove/--keep", help="Also mark the comment as spam."),
 ) -> None:
     """Ban the author of a comment (by visitor and network hash) from commenting on its site."""
-    from appliance.errors import UnknownComment
-    from appliance.services.moderation import moderate
-    from appliance.storage import comment_store
+    from appliance.services.moderation import ban_author
 
     client, database = _open()
-    comment = comment_store.get_comment(database, comment_id)
-    if comment is None:
-        raise UnknownComment(f"No comment with id {comment_id}.")
-    banned = []
-    if comment.visitor_hash:
-        comment_store.add_ban(database, comment.site, "visitor", comment.visitor_hash, reason)
-        banned.append("visitor")
-    if ip and comment.ip_hash:
-        comment_store.add_ban(database, comment.site, "ip", comment.ip_hash, reason)
-        banned.append("network")
-    if remove:
-        moderate(client, database, [comment_id], "spam")
-    console.print(f"Banned the {' and '.join(banned) or 'author'} of {comment_id} from "
-                  f"{comment.site}" + (" and marked the comment as spam." if remove else "."))
+    banned = ban_author(client, database, comment_id, ip, reason, remove)
+    console.print(f"Banned the {' and '.join(banned) or 'author'} of {comment_id}"
+                  + (" and marked the comment as spam." if remove else "."))

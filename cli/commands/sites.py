@@ -63,8 +63,16 @@ def site_set(
     feed: str = typer.Option(None, "--feed", help="RSS or Atom feed URL (http or https) to "
                              "poll for new posts.", show_default=False),
     no_feed: bool = typer.Option(False, "--no-feed", help="Stop polling the site's feed."),
+    moderation: str = typer.Option(None, "--moderation", help="Which new comments wait for a "
+                                   "moderator: open (none), all, first_time, links.",
+                                   show_default=False),
+    owner_email: str = typer.Option(None, "--owner-email", help="Where new-comment "
+                                    "notifications go ('' for none).", show_default=False),
+    applause_cap: int = typer.Option(None, "--applause-cap", min=1, max=100000,
+                                     help="This site's per-visitor applause cap.",
+                                     show_default=False),
 ) -> None:
-    """Change a site's origins, title, page policy or feed."""
+    """Change a site's origins, title, page policy, feed, moderation or owner e-mail."""
     import dataclasses
 
     from appliance.jobs.feeds import validate_feed_url
@@ -73,6 +81,12 @@ def site_set(
 
     if feed is not None and no_feed:
         fail("give --feed URL or --no-feed, not both.", 2)
+    from appliance.services.comments import EMAIL, MODERATION_MODES
+
+    if moderation is not None and moderation not in MODERATION_MODES:
+        fail(f"--moderation must be one of {', '.join(MODERATION_MODES)}.", 2)
+    if owner_email and not EMAIL.match(owner_email):
+        fail(f"--owner-email {owner_email!r} is not an e-mail address.", 2)
     feed_url = validate_feed_url(feed) if feed is not None else None
     database = _database()
     record = get_site(database, name)
@@ -86,9 +100,17 @@ def site_set(
         record, title=record.title if title is None else title, origins=origins,
         accept_unpublished_pages=(record.accept_unpublished_pages if published_only is None
                                   else not published_only),
-        feed_url=None if no_feed else (feed_url or record.feed_url))
+        feed_url=None if no_feed else (feed_url or record.feed_url),
+        moderation=record.moderation if moderation is None else moderation,
+        owner_email=record.owner_email if owner_email is None else owner_email,
+        reaction_options=record.reaction_options if applause_cap is None else {
+            **record.reaction_options, "applause": {
+                **record.reaction_options.get("applause", {}),
+                "per_visitor_cap": applause_cap}})
     update_site(database, updated)
     console.print(f"Updated site {name}: origins {', '.join(origins) or 'none'}; "
                   f"{'any page' if updated.accept_unpublished_pages else 'published pages only'}"
-                  + (f"; feed {updated.feed_url}" if updated.feed_url else "") + ".",
+                  + (f"; feed {updated.feed_url}" if updated.feed_url else "")
+                  + f"; comments: {updated.moderation}"
+                  + (f", notifying {updated.owner_email}" if updated.owner_email else "") + ".",
                   highlight=False, soft_wrap=True)

@@ -92,3 +92,16 @@ def test_bad_moderation_input_is_one_line(env, posted, args):
     result = invoke(env, *args)
     assert result.exit_code != 0
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_site_set_moderation_owner_and_applause_cap(env, posted, database):
+    result = invoke(env, "site", "set", "blog", "--moderation", "first_time",
+                    "--owner-email", "owner@blog.example", "--applause-cap", "7")
+    assert result.exit_code == 0, result.output
+    record = get_site(database, "blog")
+    assert (record.moderation, record.owner_email) == ("first_time", "owner@blog.example")
+    assert record.reaction_options == {"applause": {"per_visitor_cap": 7}}
+    bad = invoke(env, "site", "set", "blog", "--moderation", "sometimes")
+    assert bad.exit_code == 2 and "--moderation must be one of" in bad.output
+    bad = invoke(env, "site", "set", "blog", "--owner-email", "nobody")
+    assert bad.exit_code == 2 and "not an e-mail address" in bad.output
