@@ -103,7 +103,8 @@ class WebRuntime:
         self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
         self.counters = CounterService(self.redis, self.database, self.registry, self.settings,
                                        self.sql.run, self.live)
-        self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run)
+        self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run,
+                                       votes=self.counters)
         # Moderation shares its code with the CLI, which is blocking: it runs in the SQL pool.
         self.sync_redis = sync_redis(self.settings)
 

@@ -194,6 +194,8 @@ class CommentModel(BaseModel):
     created_at: str
     edited_at: str | None
     mine: bool = Field(description="Posted by the visitor named in the request.")
+    my_vote: Literal["up", "down"] | None = Field(None, description="The requesting "
+                                                  "visitor's vote on this comment.")
 
 
 class ThreadResponse(BaseModel):
@@ -296,3 +298,15 @@ class BanRequest(Strict):
 class BanAccepted(BaseModel):
     comment_id: str
     banned: list[str] = Field(description="What was banned: visitor, network.")
+
+
+class VoteRequest(Strict):
+    visitor: VisitorId
+    vote: Literal["up", "down", "none"] = Field(description="`none` withdraws the vote.")
+
+
+class VoteResponse(BaseModel):
+    id: str
+    up: int
+    down: int
+    mine: Literal["up", "down", "none"]

@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import peewee as pw
@@ -87,20 +87,32 @@ def public_entry(entry: dict[str, Any], requester: str = "") -> dict[str, Any]:
     """A cached comment as a reader may see it: no visitor hash; deleted ones as placeholders."""
     shown = {key: value for key, value in entry.items() if key != "visitor_hash"}
     shown["mine"] = bool(requester) and entry.get("visitor_hash") == requester
+    shown.setdefault("my_vote", None)
     if entry["status"] == "deleted":
         shown.update(html="", author_name="", author_website="", avatar_seed="")
     return shown
+
+
+class VoteCounter(Protocol):
+    """The write-behind counter for comment votes (CounterService)."""
+
+    async def vote(self, site: SiteRecord, comment_id: str, choice: str,
+                   visitor_id: str) -> dict[str, Any]: ...
+
+    async def vote_totals(self, site: str, comment_ids: list[str],
+                          visitor: str = "") -> dict[str, dict[str, Any]]: ...
 
 
 class CommentService:
     """Comment rules for a web worker (async, Redis and SQL through `run_sql`)."""
 
     def __init__(self, redis, database: pw.Database, settings: Settings,
-                 run_sql: SqlRun) -> None:
+                 run_sql: SqlRun, votes: VoteCounter | None = None) -> None:
         self._redis = redis
         self._database = database
         self._settings = settings
         self._run_sql = run_sql
+        self._votes = votes
         self._key = settings.hashing_key()
 
     # -- posting ---------------------------------------------------------------------------
@@ -190,6 +202,13 @@ class CommentService:
             entries = cache.decode_thread(raw)
         visible = [entry for entry in entries if entry["status"] != "pending"
                    or (requester and entry["visitor_hash"] == requester)]
+        if self._votes is not None and visible:
+            # Votes live in the write-behind counters, newer than the cached thread.
+            live = await self._votes.vote_totals(site.name, [e["id"] for e in visible],
+                                                 requester)
+            visible = [{**entry, "votes_up": live[entry["id"]]["up"],
+                        "votes_down": live[entry["id"]]["down"],
+                        "my_vote": live[entry["id"]]["mine"]} for entry in visible]
         roots = [entry for entry in visible if not entry["parent_id"]]
         if sort == "newest":
             roots.sort(key=lambda entry: entry["created_at"], reverse=True)
@@ -215,6 +234,23 @@ class CommentService:
         next_offset = offset + limit if offset + limit < len(roots) else None
         return {"path": path, "total": approved, "comments": ordered,
                 "next_offset": next_offset}
+
+    async def vote(self, site: SiteRecord, comment_id: str, choice: str,
+                   visitor_id: str) -> dict[str, Any]:
+        """A visitor's up/down vote on an approved comment (or "none" to withdraw it)."""
+        visitor_hash(self._key, site.name, visitor_id)  # validates the id
+        comment = None
+        if COMMENT_ID.fullmatch(comment_id):  # never reaches SQL (PostgreSQL refuses NUL)
+            comment = await self._run_sql(comment_store.get_comment, self._database, comment_id)
+        if comment is None or comment.site != site.name or comment.status != "approved":
+            raise UnknownComment(f"No comment {comment_id!r} to vote on at site {site.name!r}.")
+        if self._votes is None:
+            raise RuntimeError("CommentService was built without a vote counter")
+        result = await self._votes.vote(site, comment_id, choice, visitor_id)
+        await self._redis.publish(events.LIVE_CHANNEL, events.LiveEvent(
+            "comment_votes", site.name, comment.path,
+            {"id": comment_id, "up": result["up"], "down": result["down"]}).encode())
+        return {"id": comment_id, **result}
 
     async def counts(self, site: str, paths: list[str]) -> dict[str, int]:
         """Approved-comment counts of normalised paths (cached by the listener)."""

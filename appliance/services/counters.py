@@ -134,6 +134,47 @@ class CounterService:
         return [self._parse_page(path, result[index * width:(index + 1) * width], False).totals
                 for index, (_site, path) in enumerate(pages)]
 
+    # -- comment votes -----------------------------------------------------------------------
+
+    async def vote(self, site: SiteRecord, comment_id: str, choice: str, visitor_id: str
+                   ) -> dict[str, Any]:
+        """Record a visitor's vote on a comment (up, down, or none to withdraw it): one per
+        visitor, changeable, counted through the same write-behind path as page interactions."""
+        if choice not in ("up", "down", "none"):
+            raise InvalidInput("vote must be up, down or none.", details={"field": "vote"})
+        visitor = visitor_hash(self._hash_key, site.name, visitor_id)
+        target = keys.comment_target(comment_id)
+        result = await self._call(self._scripts.vote, keys.PREFIX, self._ttl, site.name,
+                                  visitor, target, choice)
+        if not result[0]:
+            await self._seed(site.name, [target])
+            return {**(await self.vote_totals(site.name, [comment_id]))[comment_id],
+                    "mine": choice}
+        return {"up": int(result[1]), "down": int(result[2]), "mine": choice}
+
+    async def vote_totals(self, site: str, comment_ids: list[str], visitor: str = ""
+                          ) -> dict[str, dict[str, Any]]:
+        """Live vote totals of comments, and `visitor`'s (a visitor hash) own vote."""
+        if not comment_ids:
+            return {}
+        targets = [keys.comment_target(comment_id) for comment_id in comment_ids]
+        result = await self._call(self._scripts.totals, keys.PREFIX, self._ttl, site,
+                                  "up,down", "", *targets)
+        missing = [target for index, target in enumerate(targets) if not result[index * 3]]
+        if missing:
+            await self._seed(site, missing)
+            result = await self._call(self._scripts.totals, keys.PREFIX, self._ttl, site,
+                                      "up,down", "", *targets)
+        mine = [None] * len(targets)
+        if visitor:
+            pipe = self._redis.pipeline(transaction=False)
+            for target in targets:
+                pipe.hget(f"{keys.PREFIX}vs:{site}|{target}", f"vote|{visitor}")
+            mine = await pipe.execute()
+        return {comment_id: {"up": int(result[index * 3 + 1]),
+                             "down": int(result[index * 3 + 2]), "mine": mine[index]}
+                for index, comment_id in enumerate(comment_ids)}
+
     # -- rules -----------------------------------------------------------------------------
 
     def _check_action(self, reaction: ReactionType, action: str, amount: int) -> None:

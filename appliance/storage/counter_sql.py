@@ -10,7 +10,8 @@ from typing import TypeVar
 
 import peewee as pw
 
-from appliance.storage.models import Counter, FlushBatch, Page, Site, UniqueVisitors
+from appliance.storage.counter_store import COMMENT_TARGET
+from appliance.storage.models import Comment, Counter, FlushBatch, Page, Site, UniqueVisitors
 
 log = logging.getLogger("ovation.flush")
 T = TypeVar("T")
@@ -47,6 +48,10 @@ def apply_batch(
     with database.connection_context(), database.atomic():
         if FlushBatch.select().where(FlushBatch.batch_id == batch_id).exists():
             return BatchResult(batch_id, True, 0, 0, 0, 0)
+        votes = {key: delta for key, delta in deltas.items()
+                 if key[2].startswith(COMMENT_TARGET)}
+        vote_rows = apply_votes(votes)
+        deltas = {key: delta for key, delta in deltas.items() if key not in votes}
         pages_wanted = {(site, path) for site, _, path in deltas} | set(visitor_estimates)
         page_ids = ensure_pages(pages_wanted)
         counter_rows = []
@@ -74,11 +79,29 @@ def apply_batch(
                           update={UniqueVisitors.estimate: larger})
              .execute())
         interactions = sum(abs(delta) for delta in deltas.values())
-        FlushBatch.create(batch_id=batch_id, counters=len(counter_rows),
+        interactions += sum(abs(delta) for delta in votes.values())
+        FlushBatch.create(batch_id=batch_id, counters=len(counter_rows) + vote_rows,
                           interactions=interactions)
     if dropped:
         log.warning("batch %s: dropped %d counters of deleted sites", batch_id, dropped)
-    return BatchResult(batch_id, False, len(counter_rows), interactions, len(page_ids), dropped)
+    return BatchResult(batch_id, False, len(counter_rows) + vote_rows, interactions,
+                       len(page_ids), dropped)
+
+
+def apply_votes(votes: dict[tuple[str, str, str], int]) -> int:
+    """Add comment vote deltas ((site, up|down, ~c/ID) -> delta) with one UPDATE per chunk and
+    direction. Must run inside the caller's transaction. Returns the comments touched."""
+    touched = set()
+    for reaction, column in (("up", Comment.votes_up), ("down", Comment.votes_down)):
+        by_comment = {path[len(COMMENT_TARGET):]: delta
+                      for (_site, kind, path), delta in votes.items()
+                      if kind == reaction and delta}
+        for chunk in chunked(sorted(by_comment.items())):
+            change = pw.Case(Comment.id, [(comment_id, delta) for comment_id, delta in chunk], 0)
+            (Comment.update({column: column + change})
+             .where(Comment.id.in_([comment_id for comment_id, _ in chunk])).execute())
+        touched |= set(by_comment)
+    return len(touched)
 
 
 def ensure_pages(pages: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -122,10 +145,21 @@ def read_page_totals(
         applied = bool(inflight_batch_id) and FlushBatch.select().where(
             FlushBatch.batch_id == inflight_batch_id).exists()
         totals: dict[str, dict[str, int]] = {path: {} for path in paths}
-        query = (Counter.select(Page.path, Counter.reaction, Counter.total)
-                 .join(Page).join(Site)
-                 .where((Site.name == site) & (Page.path.in_(paths)))
-                 .tuples())
-        for path, reaction, total in query:
-            totals[path][reaction] = total
+        pages = [path for path in paths if not path.startswith(COMMENT_TARGET)]
+        comments = {path[len(COMMENT_TARGET):]: path for path in paths
+                    if path.startswith(COMMENT_TARGET)}
+        if pages:
+            query = (Counter.select(Page.path, Counter.reaction, Counter.total)
+                     .join(Page).join(Site)
+                     .where((Site.name == site) & (Page.path.in_(pages)))
+                     .tuples())
+            for path, reaction, total in query:
+                totals[path][reaction] = total
+        if comments:
+            query = (Comment.select(Comment.id, Comment.votes_up, Comment.votes_down)
+                     .join(Page).join(Site)
+                     .where((Site.name == site) & (Comment.id.in_(list(comments))))
+                     .tuples())
+            for comment_id, up, down in query:
+                totals[comments[comment_id]] = {"up": up, "down": down}
     return totals, applied

@@ -38,6 +38,14 @@ HLL_INFLIGHT = PREFIX + "hll_inflight"
 STATS = PREFIX + "stats"
 FLUSH_STATS = PREFIX + "flush_stats"
 SEPARATOR = "|"
+# Counter targets that are not pages: a comment's votes are counted under `~c/ID` (page paths
+# always start with "/", so the two never meet), with the reactions "up" and "down".
+COMMENT_TARGET = "~c/"
+VOTE_REACTIONS = ("up", "down")
+
+
+def comment_target(comment_id: str) -> str:
+    return COMMENT_TARGET + comment_id
 
 
 def page_member(site: str, path: str) -> str:
@@ -152,6 +160,32 @@ page_totals(site, path, split(ARGV[4]), visitor, out)
 return out
 """
 
+# A visitor's vote on a comment: up, down or none (withdrawn), one at a time, changeable.
+# ARGV: prefix, cache_ttl_s, site, visitor, target, choice
+# Returns: {cached, up, down, previous_choice}
+VOTE_SCRIPT = _TOTALS_LUA + """
+local site, visitor, target, choice = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local vs = P .. 'vs:' .. site .. '|' .. target
+local state_field = 'vote|' .. visitor
+local previous = redis.call('HGET', vs, state_field) or 'none'
+if previous ~= choice then
+  if previous ~= 'none' then
+    redis.call('HINCRBY', P .. 'pending', site .. '|' .. previous .. '|' .. target, -1)
+  end
+  if choice ~= 'none' then
+    redis.call('HINCRBY', P .. 'pending', site .. '|' .. choice .. '|' .. target, 1)
+    redis.call('HSET', vs, state_field, choice)
+  else
+    redis.call('HDEL', vs, state_field)
+  end
+  redis.call('HINCRBY', P .. 'stats', 'vote', 1)
+end
+local out = {}
+page_totals(site, target, {'up', 'down'}, '', out)
+out[#out + 1] = previous
+return out
+"""
+
 # Seed a page's cached SQL totals read by the caller, unless a flush moved on meanwhile: the
 # caller read `flush_gen` and `inflight_id` before its SQL read, and both must be unchanged
 # (the generation catches a whole flush, begin to finish, happening between read and seed).
@@ -236,6 +270,7 @@ class CounterScripts:
     begin_flush: object
     finish_flush: object
     publish_totals: object
+    vote: object
 
     @classmethod
     def register(cls, client) -> CounterScripts:
@@ -246,4 +281,5 @@ class CounterScripts:
             begin_flush=client.register_script(BEGIN_FLUSH_SCRIPT),
             finish_flush=client.register_script(FINISH_FLUSH_SCRIPT),
             publish_totals=client.register_script(PUBLISH_TOTALS_SCRIPT),
+            vote=client.register_script(VOTE_SCRIPT),
         )

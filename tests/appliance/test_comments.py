@@ -281,3 +281,48 @@ async def test_listener_killed_after_commit_before_ack_stores_no_duplicate(
         assert Comment.select().where(Comment.id == accepted.id).count() == 1
     assert (await service.thread(site, "/post"))["total"] == 1
     assert not redis_client.xpending(events.SUBMISSION_STREAM, events.LISTENER_GROUP)["pending"]
+
+
+async def test_votes_count_once_per_visitor_flush_to_sql_and_rank_top(
+        settings, database, registry, redis_client):
+    from appliance.jobs.flush import flush_once
+    from appliance.services.counters import CounterService
+
+    add_site(database, "blog", [])
+    client = async_redis(settings)
+    sql = SqlRunner()
+    counters = CounterService(client, database, registry, settings, sql.run)
+    service = CommentService(client, database, settings, sql.run, votes=counters)
+    site = get_site(database, "blog")
+    first = await post(service, site, body="first")
+    second = await post(service, site, body="second", visitor=BOB)
+    build_listener(redis_client, database).run_once()
+
+    assert (await service.vote(site, second.id, "up", ANN))["up"] == 1
+    assert (await service.vote(site, second.id, "up", ANN))["up"] == 1  # once per visitor
+    assert (await service.vote(site, second.id, "up", BOB))["up"] == 2
+    switched = await service.vote(site, first.id, "down", ANN)
+    assert (switched["up"], switched["down"]) == (0, 1)
+    flush_once(redis_client, database)  # some votes reach SQL...
+    switched = await service.vote(site, first.id, "up", ANN)  # ...and change after the flush
+    assert (switched["up"], switched["down"]) == (1, 0)
+    withdrawn = await service.vote(site, second.id, "none", BOB)
+    assert withdrawn["up"] == 1
+
+    top = await service.thread(site, "/post", sort="top", visitor_id=ANN)
+    assert [(c["id"], c["votes_up"], c["votes_down"], c["my_vote"]) for c in top["comments"]] \
+        == [(first.id, 1, 0, "up"), (second.id, 1, 0, "up")]
+    flush_once(redis_client, database)
+    stored = {c.id: (c.votes_up, c.votes_down) for c in comment_store.get_comments(
+        database, [first.id, second.id])}
+    assert stored == {first.id: (1, 0), second.id: (1, 0)}
+    for key in redis_client.scan_iter("ov:{c}:sql:*"):
+        redis_client.delete(key)  # cold caches are seeded from the comment rows
+    again = await service.thread(site, "/post")
+    assert [(c["votes_up"], c["votes_down"]) for c in again["comments"]] == [(1, 0), (1, 0)]
+    with pytest.raises(UnknownComment):
+        await service.vote(site, "0" * 32, "up", ANN)
+    with pytest.raises(InvalidInput):
+        await service.vote(site, first.id, "sideways", ANN)
+    await client.aclose()
+    sql.close()

@@ -126,11 +126,15 @@ async def test_a_comment_is_accepted_with_an_edit_token_then_stored_and_shown(
     thread = await thread_of(client, visitor=VISITOR)
     assert thread["path"] == PAGE and thread["total"] == 1 and thread["next_offset"] is None
     [shown] = thread["comments"]
-    assert shown == {
+    expected = {
         "id": accepted["id"], "parent_id": None, "depth": 0, "author_name": "Ann",
         "author_website": "https://ann.example/", "avatar_seed": shown["avatar_seed"],
         "html": accepted["html"], "status": "approved", "votes_up": 0, "votes_down": 0,
         "created_at": accepted["created_at"], "edited_at": None, "mine": True}
+    assert {key: shown.get(key) for key in expected} == expected
+    private = {"author_email", "visitor_hash", "ip_hash", "edit_token_hash", "body_markdown"}
+    assert not private & set(shown), shown
+    assert "ann@example.org" not in json.dumps(thread)
     assert len(shown["avatar_seed"]) == 16 and "ann" not in shown["avatar_seed"]
     assert (await thread_of(client, visitor=OTHER_VISITOR))["comments"][0]["mine"] is False
     stored = comment_store.get_comment(database, accepted["id"])

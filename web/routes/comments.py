@@ -17,6 +17,8 @@ from web.schemas import (
     ErrorResponse,
     ThreadQuery,
     ThreadResponse,
+    VoteRequest,
+    VoteResponse,
 )
 
 comments = Blueprint("comments", __name__, url_prefix="/api/v1/sites/<site>/comments")
@@ -101,3 +103,19 @@ async def delete_comment(site: str, comment_id: str, data: CommentDeleteRequest)
     record = await site_for_request(site)
     await runtime().comments.delete(record, comment_id, data.edit_token)
     return CommentChanged(id=comment_id, status="deleted"), 202
+
+
+@comments.post("/<comment_id>/vote")
+@tag(["public"])
+@validate_request(VoteRequest)
+@validate_response(VoteResponse, 200)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 503)
+async def vote(site: str, comment_id: str, data: VoteRequest) -> VoteResponse:
+    """Vote a comment up or down (one vote per visitor, changeable; `none` withdraws it).
+    Counted like page interactions: in Redis at once, in SQL at the next flush."""
+    record = await site_for_request(site)
+    result = await runtime().comments.vote(record, comment_id, data.vote, data.visitor)
+    return VoteResponse(**result)
