@@ -51,8 +51,11 @@ def comments_list(
         fail(f"--status must be one of {', '.join(comment_store.STATUSES)}.", 2)
     database = open_sql(state.settings)
     rows = comment_store.list_comments(database, site, wanted, limit)
-    table = Table("id", "site", "page", "author", "status", "posted", "comment",
-                  title=f"{len(rows)} comment(s)")
+    table = Table(title=f"{len(rows)} comment(s)")
+    # The id is what moderation commands take: never truncated, whatever the terminal width.
+    table.add_column("id", no_wrap=True, min_width=32)
+    for heading in ("site", "page", "author", "status", "posted", "comment"):
+        table.add_column(heading)
     for row in rows:
         table.add_row(row.id, row.site, plain(row.path), plain(row.author_name or "-"),
                       row.status, row.created_at.strftime("%Y-%m-%d %H:%M"),
