@@ -106,6 +106,36 @@ class Settings(BaseModel):
     comment_page_size: int = Field(
         50, ge=1, le=500, description="Top-level comments per page of a thread."
     )
+    # -- the gateway: who the client is, and how often it may call ------------------------------
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or CIDR ranges of reverse proxies whose "
+        "X-Forwarded-For / Forwarded headers name the client. Empty: trust none.",
+    )
+    rate_interactions_per_min: int = Field(
+        600, ge=0, le=1_000_000,
+        description="Interactions one network (IP, or IPv6 /64) may record per minute; 0: no "
+        "limit. Per-visitor rules (likes once, applause cap) apply regardless.",
+    )
+    rate_interactions_per_visitor_per_min: int = Field(
+        120, ge=0, le=1_000_000,
+        description="Interactions one visitor id may record per minute; 0: no limit.",
+    )
+    rate_reads_per_min: int = Field(
+        1200, ge=0, le=1_000_000,
+        description="Totals and thread reads one network may make per minute; 0: no limit.",
+    )
+    rate_admin_per_min: int = Field(
+        600, ge=0, le=1_000_000,
+        description="Admin API requests one network may make per minute; 0: no limit.",
+    )
+    ws_connections_per_ip: int = Field(
+        50, ge=1, le=100_000,
+        description="Open live WebSocket connections one network may hold on one web worker.",
+    )
+    ws_messages_per_s: int = Field(
+        20, ge=1, le=10_000,
+        description="Messages one WebSocket connection may send per second (burst: 5 s worth).",
+    )
     secret_key: str = Field(
         "", description="Key for hashing visitor ids. Empty means one generated and kept "
         "in the data directory.",
@@ -113,6 +143,72 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Logging level of every process."
     )
+    # -- notifications (issue 4): queue, e-mail (SMTP) and webhooks ---------------------------
+    notify_max_attempts: int = Field(
+        8, ge=1, le=100,
+        description="Delivery attempts of one notification before it goes to the dead letters.",
+    )
+    notify_retry_base_s: float = Field(
+        30.0, ge=0.01, le=86400,
+        description="Wait before the first retry of a failed delivery; doubles at each "
+        "attempt, with random jitter.",
+    )
+    notify_retry_max_s: float = Field(
+        3600.0, ge=0.01, le=86400 * 7, description="Longest wait between two delivery attempts."
+    )
+    notify_timeout_s: float = Field(
+        10.0, ge=0.1, le=300,
+        description="Timeout of one SMTP or webhook network operation, in seconds.",
+    )
+    notify_concurrency: int = Field(
+        8, ge=1, le=256, description="Deliveries one notifier process makes at the same time."
+    )
+    notify_digest_window_s: int = Field(
+        300, ge=0, le=86400,
+        description="E-mails to one address from one site come at most once per this many "
+        "seconds; what arrives in between is sent as one digest. 0: no digests.",
+    )
+    notify_email_cap_per_hour: int = Field(
+        20, ge=1, le=100000,
+        description="Most e-mails (digests count once) sent to one address for one site per "
+        "hour; more wait for the next hour, as one digest.",
+    )
+    notify_keep_s: int = Field(
+        86400 * 7, ge=60, le=86400 * 365,
+        description="How long delivered notifications stay listed by `platformctl "
+        "notifications list`.",
+    )
+    notify_webhook_allow_private: bool = Field(
+        False,
+        description="Let webhooks reach loopback, private and link-local addresses (cloud "
+        "metadata addresses stay refused). Off: such URLs are refused (SSRF protection).",
+    )
+    smtp_host: str = Field(
+        "", description="SMTP server for e-mail notifications. Empty: no e-mail is sent."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="starttls (upgrade a plain connection, usually port 587), tls (TLS from "
+        "the start, usually port 465) or none (local relays only).",
+    )
+    smtp_username: str = Field("", description="SMTP login; empty: no authentication.")
+    smtp_password: str = Field("", description="SMTP password (with smtp_username).")
+    smtp_from: str = Field(
+        "", description="Sender address of notification e-mails, e.g. "
+        "'Blog comments <comments@blog.example>'. Empty: ovation@ the public URL's host.",
+    )
+    smtp_ca_file: str = Field(
+        "", description="PEM file of the certificate authorities trusted for SMTP TLS. "
+        "Empty: the system's.",
+    )
+
+    @field_validator("smtp_host", "smtp_username", "smtp_password", "smtp_from")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(char in value for char in "\r\n\0"):
+            raise ValueError("must be one line (no CR, LF or NUL)")
+        return value
 
     @field_validator("bind")
     @classmethod
@@ -121,6 +217,25 @@ class Settings(BaseModel):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must look like HOST:PORT, e.g. 127.0.0.1:8700")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or CIDR range") from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple:
+        import ipaddress
+
+        return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                     for part in self.trusted_proxies.split(",") if part.strip())
 
     @field_validator("database_url")
     @classmethod

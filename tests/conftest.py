@@ -166,6 +166,11 @@ def make_settings(tmp_path, redis_url):
     def build(database_url: str, **values) -> Settings:
         values.setdefault("data_dir", tmp_path / "data")
         values.setdefault("secret_key", "test-secret")
+        # Load tests hammer from one address: the gateway's limits are tested on their own
+        # (tests/web/test_gateway.py), and kept out of the way elsewhere.
+        for name in ("rate_interactions_per_min", "rate_interactions_per_visitor_per_min",
+                     "rate_reads_per_min", "rate_admin_per_min"):
+            values.setdefault(name, 0)
         return Settings(database_url=database_url, redis_url=redis_url, **values)
 
     return build

@@ -20,6 +20,7 @@ from appliance.events import LiveEvent
 from appliance.plugin_registry import ReactionRegistry
 from appliance.services.comments import CommentService
 from appliance.services.counters import CounterService
+from appliance.services.rate_limits import RateLimiter
 from appliance.services.sites import SiteDirectory
 from appliance.services.sql_runner import SqlRunner
 from appliance.settings import Settings
@@ -87,6 +88,7 @@ class WebRuntime:
         self.registry = registry
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.broker = Broker()
+        self.ws_connections: dict[str, int] = {}  # open live sockets per client address
         self.redis: aioredis.Redis
         self.database: pw.Database
         self.sql: SqlRunner
@@ -105,6 +107,8 @@ class WebRuntime:
                                        self.sql.run, self.live)
         self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run,
                                        votes=self.counters)
+        self.limiter = RateLimiter(self.redis)
+        self.hash_key = self.settings.hashing_key()
         # Moderation shares its code with the CLI, which is blocking: it runs in the SQL pool.
         self.sync_redis = sync_redis(self.settings)
 

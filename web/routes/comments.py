@@ -7,7 +7,7 @@ from quart_schema import tag, validate_querystring, validate_request, validate_r
 
 from appliance.services.comments import CommentInput, SubmittedComment
 from web.routes import runtime
-from web.routes.site_access import add_cors_headers, client_ip, site_for_request
+from web.routes.site_access import add_cors_headers, client_ip, rate_limit, site_for_request
 from web.schemas import (
     CommentAccepted,
     CommentChanged,
@@ -69,6 +69,7 @@ async def read_thread(site: str, query_args: ThreadQuery) -> ThreadResponse:
     """A page's comments: `limit` top-level comments from `offset`, in `sort` order, each
     followed by its replies. Pending comments are included only for their own author."""
     record = await site_for_request(site)
+    await rate_limit("reads", record.name)
     thread = await runtime().comments.thread(record, query_args.path, query_args.sort,
                                              query_args.limit, query_args.offset,
                                              query_args.visitor)
@@ -117,5 +118,6 @@ async def vote(site: str, comment_id: str, data: VoteRequest) -> VoteResponse:
     """Vote a comment up or down (one vote per visitor, changeable; `none` withdraws it).
     Counted like page interactions: in Redis at once, in SQL at the next flush."""
     record = await site_for_request(site)
+    await rate_limit("interactions", record.name, data.visitor)
     result = await runtime().comments.vote(record, comment_id, data.vote, data.visitor)
     return VoteResponse(**result)

@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from pydantic import TypeAdapter, ValidationError
 from quart import Blueprint, websocket
 
-from appliance.errors import OriginNotAllowed, OvationError
+from appliance.errors import OriginNotAllowed, OvationError, RateLimited
 from appliance.events import LiveEvent
+from appliance.services.client_address import client_address
 from appliance.services.sites import origin_allowed
+from appliance.services.visitors import visitor_hash
 from web.broker import Subscription
 from web.routes import runtime
 from web.routes.comments import accepted_model, comment_input
+from web.routes.site_access import rate_limit
 from web.schemas import (
     ClientMessage,
     CommentMessage,
@@ -49,6 +53,21 @@ async def live_socket(site: str) -> None:
     own = f"{websocket.scheme.replace('ws', 'http')}://{websocket.host}".lower()
     if not origin_allowed(record, origin, own):
         raise OriginNotAllowed(f"Origin {origin} is not allowed for site {site!r}.")
+    address = client_address(websocket.remote_addr, websocket.headers,
+                             rt.settings.trusted_proxy_networks) or ""
+    if rt.ws_connections.get(address, 0) >= rt.settings.ws_connections_per_ip:
+        raise RateLimited(f"At most {rt.settings.ws_connections_per_ip} live connections per "
+                          "address.", 10)
+    rt.ws_connections[address] = rt.ws_connections.get(address, 0) + 1
+    try:
+        await _serve_socket(rt, record, address)
+    finally:
+        rt.ws_connections[address] -= 1
+        if not rt.ws_connections[address]:
+            del rt.ws_connections[address]
+
+
+async def _serve_socket(rt, record, address: str) -> None:
     await websocket.accept()
     subscription = Subscription(record.name)
     rt.broker.register(subscription)
@@ -66,16 +85,41 @@ async def live_socket(site: str) -> None:
     writer = asyncio.get_running_loop().create_task(forward_events())
     try:
         await send({"type": "hello", "site": record.name, "reactions": rt.registry.names()})
+        bucket = TokenBucket(rate_per_s=rt.settings.ws_messages_per_s,
+                             burst=rt.settings.ws_messages_per_s * 5)
         while True:
             raw = await websocket.receive()
-            await _handle(raw, record, subscription, send)
+            if not bucket.take():
+                await send({"type": "error", "code": "rate_limited",
+                            "message": "Too many messages; slow down."})
+                continue
+            await _handle(raw, record, subscription, send, address)
     finally:
         writer.cancel()
         rt.broker.unregister(subscription)
         await asyncio.gather(writer, return_exceptions=True)
 
 
-async def _handle(raw, record, subscription: Subscription, send) -> None:
+class TokenBucket:
+    """Per-connection message budget (in-process: it dies with the connection)."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = burst
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate_per_s)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+async def _handle(raw, record, subscription: Subscription, send, address: str = "") -> None:
     rt = runtime()
     message_id = None
     try:
@@ -95,6 +139,9 @@ async def _handle(raw, record, subscription: Subscription, send) -> None:
             pages = await rt.counters.totals(record, message.paths, message.visitor)
             for page in pages:
                 rt.broker.subscribe(subscription, page.path)
+            if message.visitor:  # this visitor's own notifications (replies) come here too
+                subscription.visitor = visitor_hash(rt.settings.hashing_key(), record.name,
+                                                    message.visitor)
             await send({"type": "subscribed", "pages": [
                 {"path": p.path, "totals": p.totals, "visitor": p.visitor} for p in pages]})
         elif isinstance(message, UnsubscribeMessage):
@@ -103,12 +150,12 @@ async def _handle(raw, record, subscription: Subscription, send) -> None:
             await send({"type": "unsubscribed", "paths": message.paths})
         elif isinstance(message, CommentMessage):
             message_id = message.id
-            submitted = await rt.comments.submit(record, comment_input(message),
-                                                 websocket.remote_addr)
+            submitted = await rt.comments.submit(record, comment_input(message), address)
             await send({"type": "comment_accepted", "id": message.id,
                         "comment": accepted_model(submitted).model_dump()})
         elif isinstance(message, InteractMessage):
             message_id = message.id
+            await rate_limit("interactions", record.name, message.visitor, address)
             outcome = await rt.counters.record(record, message.path, message.reaction,
                                                message.action, message.amount, message.visitor)
             await send({"type": "result", "id": message.id, "path": outcome.page.path,

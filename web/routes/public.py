@@ -8,7 +8,7 @@ from quart_schema import tag, validate_querystring, validate_request, validate_r
 from appliance.errors import InvalidInput
 from appliance.services.counters import PageTotals
 from web.routes import runtime
-from web.routes.site_access import add_cors_headers, site_for_request
+from web.routes.site_access import add_cors_headers, rate_limit, site_for_request
 from web.schemas import (
     BatchTotalsRequest,
     BatchTotalsResponse,
@@ -48,6 +48,7 @@ async def record_interaction(site: str, data: InteractionRequest) -> Interaction
     count once per visitor per page per window.
     """
     record = await site_for_request(site)
+    await rate_limit("interactions", record.name, data.visitor)
     outcome = await runtime().counters.record(record, data.path, data.reaction, data.action,
                                               data.amount, data.visitor)
     page = outcome.page
@@ -66,6 +67,7 @@ async def record_interaction(site: str, data: InteractionRequest) -> Interaction
 async def page_totals(site: str, query_args: TotalsQuery) -> PageTotalsModel:
     """One page's live totals, and the visitor's own state when `visitor` is given."""
     record = await site_for_request(site)
+    await rate_limit("reads", record.name)
     pages = await runtime().counters.totals(record, [query_args.path], query_args.visitor)
     counts = await runtime().comments.counts(record.name, [pages[0].path])
     return totals_model(pages[0], counts[pages[0].path])
@@ -85,6 +87,7 @@ async def batch_totals(site: str, data: BatchTotalsRequest) -> BatchTotalsRespon
     if len(data.paths) > limit:
         raise InvalidInput(f"At most {limit} paths per batch.", details={"field": "paths"})
     record = await site_for_request(site)
+    await rate_limit("reads", record.name)
     pages = await runtime().counters.totals(record, data.paths, data.visitor)
     counts = await runtime().comments.counts(record.name, list({p.path for p in pages}))
     return BatchTotalsResponse(pages=[totals_model(page, counts[page.path]) for page in pages])
@@ -99,6 +102,7 @@ async def batch_totals(site: str, data: BatchTotalsRequest) -> BatchTotalsRespon
 async def site_config(site: str) -> SiteConfigResponse:
     """The site's reaction types, so the widget renders whatever plugins are enabled."""
     record = await site_for_request(site)
+    await rate_limit("reads", record.name)
     reactions = []
     for reaction in runtime().registry:
         override = record.reaction_options.get(reaction.name, {}).get("per_visitor_cap")

@@ -5,7 +5,11 @@ from __future__ import annotations
 from quart import Response, request
 
 from appliance.errors import OriginNotAllowed, OvationError
+from appliance.services.client_address import client_address
+from appliance.services.comments import ip_hash
+from appliance.services.rate_limits import Limit
 from appliance.services.sites import origin_allowed
+from appliance.services.visitors import visitor_hash
 from appliance.storage.site_store import SiteRecord
 from web.routes import runtime
 
@@ -18,8 +22,27 @@ def own_origin() -> str:
 
 
 def client_ip() -> str | None:
-    """The peer's address (forwarding headers are trusted only with the gateway issue)."""
-    return request.remote_addr
+    """The client's address: forwarding headers count only from OVATION_TRUSTED_PROXIES."""
+    return client_address(request.remote_addr, request.headers,
+                          runtime().settings.trusted_proxy_networks)
+
+
+async def rate_limit(route_class: str, site: str, visitor_id: str | None = None,
+                address: str | None = None) -> None:
+    """Charge this request to its network (and visitor) for `route_class`; 429 when over.
+
+    Runs before any work is done, so a refused request changes nothing."""
+    rt = runtime()
+    settings = rt.settings
+    per_network = {"interactions": settings.rate_interactions_per_min,
+                   "reads": settings.rate_reads_per_min,
+                   "admin": settings.rate_admin_per_min}[route_class]
+    network = ip_hash(rt.hash_key, site, address or client_ip())
+    charges = [(Limit("net", per_network, 60), network)]
+    if visitor_id and route_class == "interactions":
+        charges.append((Limit("visitor", settings.rate_interactions_per_visitor_per_min, 60),
+                        visitor_hash(rt.hash_key, site, visitor_id)))
+    await rt.limiter.check(route_class, charges)
 
 
 async def site_for_request(site: str) -> SiteRecord:

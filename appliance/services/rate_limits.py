@@ -1,0 +1,88 @@
+"""Server-side rate limits kept in Redis with GCRA (the generic cell rate algorithm).
+
+Each limit is "N requests per period" for one key (a network hash, a visitor hash). GCRA keeps
+one timestamp per key (the theoretical arrival time), so a limit costs one small string in
+Redis whatever N is, spreads requests evenly, and allows a burst of N after a quiet period.
+Several keys (per network and per visitor) are checked and charged in one atomic script: a
+request is charged to none of them unless all of them allow it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from redis import exceptions as redis_errors
+
+from appliance.errors import RateLimited
+
+log = logging.getLogger("ovation.gateway")
+
+# ARGV: now_ms, then pairs (interval_ms, burst_ms) matching KEYS.
+# Returns 0 when allowed (and charged), else the milliseconds until the request would be.
+GCRA_SCRIPT = """
+local now = tonumber(ARGV[1])
+local new_tats = {}
+for i, key in ipairs(KEYS) do
+  local interval, burst = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
+  local tat = math.max(tonumber(redis.call('GET', key) or now), now)
+  local new_tat = tat + interval
+  local allowed_at = new_tat - burst
+  if allowed_at > now then return math.ceil(allowed_at - now) end
+  new_tats[i] = new_tat
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, new_tats[i], 'PX', math.ceil(new_tats[i] - now) + 1)
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`count` requests per `period_s` for keys of one kind (e.g. per network)."""
+
+    kind: str
+    count: int
+    period_s: float
+
+    @property
+    def interval_ms(self) -> float:
+        return self.period_s * 1000 / self.count
+
+    @property
+    def burst_ms(self) -> float:
+        return self.period_s * 1000
+
+
+class RateLimiter:
+    """Checks and charges limits for a route class; raises RateLimited with a Retry-After."""
+
+    def __init__(self, redis) -> None:
+        self._redis = redis
+        self._script = redis.register_script(GCRA_SCRIPT)
+
+    async def check(self, route_class: str, charges: list[tuple[Limit, str]],
+                    now_ms: float | None = None) -> None:
+        charges = [(limit, value) for limit, value in charges if value and limit.count > 0]
+        if not charges:
+            return
+        import time
+
+        now = time.time() * 1000 if now_ms is None else now_ms
+        keys = [f"ov:rl:{route_class}:{limit.kind}:{value}" for limit, value in charges]
+        args: list[float] = [now]
+        for limit, _ in charges:
+            args += [limit.interval_ms, limit.burst_ms]
+        try:
+            wait_ms = await self._script(keys=keys, args=args)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            # Fail open: whatever needs Redis fails on its own with 503; what does not (site
+            # configuration from SQL) should not go down with the limiter.
+            log.warning("rate limits not checked, Redis unreachable: %s", exc)
+            return
+        if wait_ms:
+            retry_after = max(1, math.ceil(int(wait_ms) / 1000))
+            raise RateLimited(f"Too many requests ({route_class}); try again in "
+                              f"{retry_after} s.", retry_after)
