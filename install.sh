@@ -4,6 +4,8 @@
 #   ./install.sh --dev            local virtual environment (.venv) for trying and developing
 #   ./install.sh --test [ARGS]    --dev, plus what the tests need, then the whole test suite
 #                                 (ARGS go to pytest)
+#   ./install.sh --system [--postgres] [ARGS]  as root: install Ovation system-wide as systemd
+#                                 services (ARGS go to `platformctl install`)
 #   ./install.sh --dry-run ...    print what would be done
 set -euo pipefail
 
@@ -12,22 +14,26 @@ MODE=""
 DRY_RUN=0
 PYTEST_ARGS=()
 VENV=.venv
+POSTGRES=0
+INSTALL_ARGS=()
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --dev) MODE=${MODE:-dev} ;;
     --test) MODE=test ;;
     --dry-run) DRY_RUN=1 ;;
+    --system) MODE=system ;;
+    --postgres) POSTGRES=1 ;;
     -h|--help) usage; exit 0 ;;
-    *) if [ "$MODE" = test ]; then PYTEST_ARGS+=("$1"); else echo "install.sh: unknown option $1" >&2; usage >&2; exit 2; fi ;;
+    *) if [ "$MODE" = system ]; then INSTALL_ARGS+=("$1"); elif [ "$MODE" = test ]; then PYTEST_ARGS+=("$1"); else echo "install.sh: unknown option $1" >&2; usage >&2; exit 2; fi ;;
   esac
   shift
 done
 if [ -z "$MODE" ]; then
-  echo "install.sh: say --dev (local venv) or --test (venv + test services + test suite)." >&2
-  echo "The system-wide install (systemd units under /opt/ovation) is not built yet." >&2
+  echo "install.sh: say --dev (local venv), --test (venv + test services + test suite)" >&2
+  echo "or --system (as root: systemd services, venv in /opt/ovation)." >&2
   exit 2
 fi
 
@@ -64,13 +70,20 @@ if ! command -v "$PYTHON" >/dev/null || ! "$PYTHON" -c 'import sys; sys.exit(sys
   exit 1
 fi
 
+if [ "$MODE" = system ]; then
+  . packaging/system-install.sh  # the system-wide install (issue 7)
+  exit 0
+fi
+
 # What `platformctl up` needs: a redis-server it can start and own.
 command -v redis-server >/dev/null || apt_install redis-server
 if [ "$MODE" = test ]; then
   # Real PostgreSQL and Chromium for the tests (the tests start private instances).
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
   command -v chromium >/dev/null || apt_install chromium
+  command -v npm >/dev/null || apt_install nodejs npm  # axe-core for the browser tests
   command -v tmux >/dev/null || apt_install tmux
+  command -v openssl >/dev/null || apt_install openssl  # SMTP TLS tests' certificate
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -92,6 +105,12 @@ fi
 if [ "$MODE" = dev ]; then
   say "ready: $VENV/bin/platformctl up"
   exit 0
+fi
+
+# The browser tests inject axe-core from a project-local node_modules (npm registry only).
+if [ ! tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ]; then
+  say "installing the browser tests' npm packages into tests/browser/node_modules"
+  run npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
 
 say "running the test suite"

@@ -121,6 +121,32 @@ class PluginError(OvationError):
     exit_code = 2
 
 
+# -- operations on a host (issue 7: install, systemd, backups, imports) -------------------------
+
+class SystemdUnavailable(OvationError):
+    """systemd is not the init system here, so units cannot be installed or driven."""
+
+    code = "systemd_unavailable"
+    status = 500
+    exit_code = 2
+
+
+class OperationFailed(OvationError):
+    """A host operation failed: systemctl, pg_dump, a file that cannot be written."""
+
+    code = "operation_failed"
+    status = 500
+    exit_code = 1
+
+
+class InvalidImport(OvationError):
+    """An import or backup file is malformed or of the wrong kind; nothing was written."""
+
+    code = "invalid_import"
+    status = 400
+    exit_code = 1
+
+
 ERROR_CODES: dict[str, str] = {
     "invalid_input": "A field is missing, malformed or out of range (details name the field).",
     "invalid_json": "The body is not valid UTF-8 JSON.",
@@ -150,4 +176,17 @@ ERROR_CODES: dict[str, str] = {
     "plugin_error": "A reaction plugin cannot be loaded (CLI and start-up only).",
     "service_unavailable": "Redis or the database cannot be reached; try again shortly.",
     "internal_error": "A bug in Ovation; the log has the details.",
+    # operations on a host (issue 7)
+    "systemd_unavailable": "systemd is not running on this host; use `platformctl up` "
+    "(CLI only).",
+    "operation_failed": "A host operation (systemctl, pg_dump, writing a file) failed "
+    "(CLI only).",
+    "invalid_import": "An import or backup file is malformed or of the wrong kind; nothing "
+    "was written (CLI only).",
+    # notifications (issue 4)
+    "invalid_token": "A confirmation or unsubscribe link is malformed, altered or expired.",
+    "unsafe_url": "A webhook URL is not http(s), or points at a loopback, private, link-local "
+    "or metadata address (CLI only).",
+    "unknown_notification": "No notification or dead letter has that id (CLI only).",
+    "unknown_webhook": "No webhook has that id (CLI only).",
 }

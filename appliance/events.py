@@ -29,13 +29,17 @@ class LiveEvent:
     site: str
     path: str | None
     data: dict[str, Any]
+    # A visitor hash: only that visitor's open pages of the site get it (notifications).
+    visitor: str | None = None
 
     def encode(self) -> str:
-        return json.dumps({"kind": self.kind, "site": self.site, "path": self.path,
-                           "data": self.data}, separators=(",", ":"))
+        body = {"kind": self.kind, "site": self.site, "path": self.path, "data": self.data}
+        if self.visitor:
+            body["visitor"] = self.visitor
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: str | bytes) -> LiveEvent:
         body = json.loads(raw)
         return cls(kind=body["kind"], site=body["site"], path=body.get("path"),
-                   data=body.get("data") or {})
+                   data=body.get("data") or {}, visitor=body.get("visitor") or None)

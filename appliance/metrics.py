@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from appliance.notify.metrics import collect_notification_figures, notification_families
 from appliance.storage import counter_store as keys
 
 WS_GAUGE_PATTERN = keys.PREFIX + "ws:*"
@@ -23,6 +24,7 @@ class MetricsSnapshot:
     flush: dict[str, str] = field(default_factory=dict)
     pending_counters: int = 0
     websocket_connections: int = 0
+    notifications: dict[str, float] = field(default_factory=dict)
 
 
 async def collect_snapshot(client) -> MetricsSnapshot:
@@ -37,7 +39,8 @@ async def collect_snapshot(client) -> MetricsSnapshot:
         value = await client.get(key)
         sockets += int(value or 0)
     return MetricsSnapshot({name: int(count) for name, count in stats.items()}, flush,
-                           int(pending) + int(inflight), sockets)
+                           int(pending) + int(inflight), sockets,
+                           await collect_notification_figures(client))
 
 
 class _SnapshotCollector:
@@ -70,6 +73,7 @@ class _SnapshotCollector:
         yield GaugeMetricFamily("ovation_pending_counters",
                                 "Counters waiting in Redis to be flushed.",
                                 value=snap.pending_counters)
+        yield from notification_families(snap.notifications)
         yield GaugeMetricFamily("ovation_websocket_connections",
                                 "Open live WebSocket connections, all workers.",
                                 value=snap.websocket_connections)

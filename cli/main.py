@@ -9,11 +9,16 @@ import typer
 from appliance import __version__
 from cli.commands.admin import config_app, flush, migrate
 from cli.commands.comments import comments_app
+from cli.commands.dashboard import dashboard
+from cli.commands.notifications import notifications_app
+from cli.commands.operations import register_operations
+from cli.commands.privacy import visitor_app
 from cli.commands.publishing import feeds_app, publish
 from cli.commands.serve import serve
 from cli.commands.sites import site_app
 from cli.commands.tokens import token_app
 from cli.commands.up import up
+from cli.commands.webhooks import webhook_app
 from cli.context import console, data_dir_option, with_data_dir
 
 app = typer.Typer(
@@ -47,6 +52,11 @@ app.command()(publish)
 app.add_typer(token_app, name="token")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(comments_app, name="comments")
+app.add_typer(notifications_app, name="notifications")
+app.add_typer(webhook_app, name="webhook")
+app.add_typer(visitor_app, name="visitor")
+app.command()(dashboard)
+register_operations(app, config_app)
 
 
 def main() -> None:

@@ -18,9 +18,11 @@ from web.auth import SECURITY_SCHEMES
 from web.errors import register_error_handlers
 from web.routes.admin import admin
 from web.routes.admin_comments import admin_comments
+from web.routes.admin_privacy import admin_privacy
 from web.routes.comments import comments
 from web.routes.health import health
 from web.routes.live import live
+from web.routes.notifications import notifications
 from web.routes.pages import pages
 from web.routes.public import public
 from web.runtime import WebRuntime
@@ -73,8 +75,10 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
         security_schemes=SECURITY_SCHEMES,
     )
     register_error_handlers(app)
-    for blueprint in (public, comments, admin, admin_comments, live, health, pages):
+    for blueprint in (public, comments, admin, admin_comments, admin_privacy, live, health,
+                      pages):
         app.register_blueprint(blueprint)
+    app.register_blueprint(notifications)
 
     registry = registry or ReactionRegistry.discover(settings)
     runtime = WebRuntime(settings, registry)

@@ -19,6 +19,7 @@ class Subscription:
     def __init__(self, site: str) -> None:
         self.site = site
         self.paths: set[str] = set()
+        self.visitor: str | None = None  # visitor hash named by `subscribe`: notifications
         self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = 0
 
@@ -63,6 +64,8 @@ class Broker:
     def publish(self, event: LiveEvent) -> int:
         targets = (self._by_site.get(event.site, set()) if event.path is None
                    else self._by_page.get((event.site, event.path), set()))
+        if event.visitor is not None:  # a personal notification: that visitor's pages only
+            targets = {member for member in targets if member.visitor == event.visitor}
         for subscription in list(targets):
             subscription.offer(event)
         return len(targets)

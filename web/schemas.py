@@ -6,7 +6,7 @@ number): a reader's client must send what the contract says.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -310,3 +310,22 @@ class VoteResponse(BaseModel):
     up: int
     down: int
     mine: Literal["up", "down", "none"]
+
+
+# --- admin: readers' data requests ------------------------------------------------------------
+
+class VisitorRequest(Strict):
+    visitor: VisitorId
+
+
+class VisitorExport(BaseModel):
+    site: str
+    visitor_hash: str
+    reactions: list[dict[str, str]] = Field(description="target (page path or ~c/COMMENT), "
+                                            "reaction, value")
+    comments: list[dict[str, Any]]
+
+
+class VisitorErased(BaseModel):
+    reaction_states: int
+    comments: int

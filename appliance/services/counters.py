@@ -90,7 +90,7 @@ class CounterService:
             self._scripts.interact,
             keys.PREFIX, self._ttl, site.name, self._types_csv, visitor, path, reaction.name,
             reaction.kind.value, action, amount, cap or 0, reaction.window_s,
-            self._settings.live_coalesce_ms,
+            self._settings.live_coalesce_ms, *keys.live_stats_args(time.time()),
         )
         applied, publish_due, page_result = int(result[0]), int(result[1]), result[2:]
         if publish_due and self._live is not None:

@@ -22,10 +22,19 @@ Keys (P = `ov:{c}:`; a page is `SITE|PATH`, a counter field is `SITE|TYPE|PATH`)
 | P hll:PAGE | HyperLogLog | distinct visitors of a page |
 | P live:PAGE | string | live-update throttle for a page |
 | P stats | hash | interactions accepted, by type (for /metrics) |
+| P dash:rate:BUCKET | hash | interactions by type in one 10-second bucket (dashboard) |
+| P dash:pages:BUCKET | sorted set | interactions by page (`SITE|PATH`) in one bucket (dashboard) |
+| P dash:day:DAY / P dash:daypages:DAY | hash / sorted set | the same for a UTC day |
+| P dash:uv:DAY | HyperLogLog | distinct visitors (all sites) of a UTC day |
+
+The `dash:` keys are small statistics for `platformctl dashboard`: written by the interaction
+script, they expire on their own (buckets after minutes, days after two days) and the page sets
+keep only their top entries, so a flood of distinct paths cannot grow them without bound.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 PREFIX = "ov:{c}:"
@@ -60,6 +69,47 @@ def split_counter_field(field: str) -> tuple[str, str, str]:
     """Inverse of `counter_field`; site and type never contain the separator, paths may."""
     site, reaction, path = field.split(SEPARATOR, 2)
     return site, reaction, path
+
+
+# The dashboard's time-bucketed statistics (`dash:` keys, written by INTERACT_SCRIPT).
+STATS_BUCKET_S = 10
+STATS_BUCKET_TTL_S = 15 * 60  # the dashboard looks back at most ten minutes
+STATS_DAY_TTL_S = 2 * 86400  # today and yesterday
+STATS_TOP_PAGES = 1000  # pages kept per bucket and per day (the most counted ones)
+
+
+def stats_bucket(now: float) -> int:
+    return int(now) // STATS_BUCKET_S
+
+
+def stats_day(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+def live_stats_args(now: float) -> list:
+    """The optional trailing ARGV of INTERACT_SCRIPT that feed the dashboard's statistics."""
+    return [stats_bucket(now), stats_day(now), STATS_BUCKET_TTL_S, STATS_DAY_TTL_S,
+            STATS_TOP_PAGES]
+
+
+def stats_rate_key(bucket: int) -> str:
+    return f"{PREFIX}dash:rate:{bucket}"
+
+
+def stats_pages_key(bucket: int) -> str:
+    return f"{PREFIX}dash:pages:{bucket}"
+
+
+def stats_day_key(day: str) -> str:
+    return f"{PREFIX}dash:day:{day}"
+
+
+def stats_day_pages_key(day: str) -> str:
+    return f"{PREFIX}dash:daypages:{day}"
+
+
+def stats_day_visitors_key(day: str) -> str:
+    return f"{PREFIX}dash:uv:{day}"
 
 
 def hll_key(member: str) -> str:
@@ -111,7 +161,8 @@ return out
 """
 
 # ARGV: prefix, cache_ttl_s, site, types(csv), visitor, path, reaction, kind, action, amount,
-#       cap, window_s, coalesce_ms
+#       cap, window_s, coalesce_ms[, stats_bucket, stats_day, bucket_ttl_s, day_ttl_s,
+#       top_pages_cap] (the last five optional: the dashboard's statistics, see `live_stats_args`)
 # Returns: {applied_delta, publish_due, cached, totals..., states...}
 INTERACT_SCRIPT = _TOTALS_LUA + """
 local site, visitor, path = ARGV[3], ARGV[5], ARGV[6]
@@ -148,6 +199,23 @@ if delta ~= 0 then
   redis.call('HINCRBY', P .. 'pending', site .. '|' .. reaction .. '|' .. path, delta)
 end
 redis.call('HINCRBY', P .. 'stats', reaction, 1)
+if ARGV[14] then
+  local bucket_ttl, day_ttl, top = ARGV[16], ARGV[17], tonumber(ARGV[18])
+  local function count_page(key, ttl)
+    redis.call('ZINCRBY', key, 1, member)
+    if redis.call('ZCARD', key) > top then redis.call('ZREMRANGEBYRANK', key, 0, -top - 1) end
+    redis.call('EXPIRE', key, ttl)
+  end
+  local rate, day = P .. 'dash:rate:' .. ARGV[14], P .. 'dash:day:' .. ARGV[15]
+  redis.call('HINCRBY', rate, reaction, 1)
+  redis.call('EXPIRE', rate, bucket_ttl)
+  redis.call('HINCRBY', day, reaction, 1)
+  redis.call('EXPIRE', day, day_ttl)
+  count_page(P .. 'dash:pages:' .. ARGV[14], bucket_ttl)
+  count_page(P .. 'dash:daypages:' .. ARGV[15], day_ttl)
+  redis.call('PFADD', P .. 'dash:uv:' .. ARGV[15], visitor)
+  redis.call('EXPIRE', P .. 'dash:uv:' .. ARGV[15], day_ttl)
+end
 if redis.call('PFADD', P .. 'hll:' .. member, visitor) == 1 then
   redis.call('SADD', P .. 'hll_dirty', member)
 end

@@ -20,6 +20,7 @@ from appliance.storage.models import (
     Site,
     UniqueVisitors,
 )
+from appliance.storage.notification_models import EmailSubscription, Webhook
 
 # Migration 1 creates the tables from the current models, so a fresh database is complete after
 # it; every later step therefore adds only what is missing, and works on both kinds of database.
@@ -63,9 +64,14 @@ def _comments_and_admin(database: pw.Database) -> None:
                          "ON comment (page_id, status, created_at)")
 
 
+def _notifications(database: pw.Database) -> None:
+    database.create_tables([Webhook, EmailSubscription])
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "comment moderation, votes, admin tokens and bans", _comments_and_admin),
+    (3, "notification webhooks and e-mail subscriptions", _notifications),
 )
 
 

@@ -12,8 +12,9 @@ import redis
 from appliance.errors import ConfigError, ServiceUnavailable
 
 
-def redis_command(directory: Path) -> list[str]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+def redis_command(directory: Path, binary: str | None = None) -> list[str]:
+    """`binary` is fixed by the systemd units; otherwise the one on PATH."""
+    binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
         raise ConfigError("redis-server is not installed; run ./install.sh (or apt-get install "
                           "redis-server), or set OVATION_REDIS_URL to an existing Redis.")

@@ -49,6 +49,7 @@ class _Child:
     restarts: int = 0
     next_start: float = 0.0
     enabled: bool = False  # started once; from then on kept running until stop_all
+    total_restarts: int = 0  # never reset, unlike `restarts` (the backoff's count); for status
 
 
 class Supervisor:
@@ -85,6 +86,7 @@ class Supervisor:
                     log.warning("%s exited with %s after %.1f s; restarting in %.1f s",
                                 child.spec.name, process.returncode, uptime, delay)
                     child.process = None
+                    child.total_restarts += 1
                     child.restarts = child.restarts + 1 if uptime <= 30 else 0
                     child.next_start = now + delay
                 if child.process is None and now >= child.next_start:
@@ -142,7 +144,8 @@ class Supervisor:
         if self._state_file is None:
             return
         state = {"supervisor_pid": os.getpid(), "updated_at": time.time(),
-                 "processes": self.pids()}
+                 "processes": self.pids(),
+                 "restarts": {child.spec.name: child.total_restarts for child in self._children}}
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self._state_file)

@@ -1,0 +1,1 @@
+"""Running Ovation on a host: service states, systemd units, installs, backups, imports."""

@@ -1,0 +1,48 @@
+"""install.sh --system: its dry run prints every step, changes nothing, and never prints a
+secret. (Tests never install system-wide; the file steps are proven by `install --root`.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OVATION_")}
+    return subprocess.run(["./install.sh", "--system", "--dry-run", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_system_dry_run_prints_the_plan_and_changes_nothing():
+    before = {path: path.exists() for path in (Path("/opt/ovation"), Path("/etc/ovation"),
+                                               Path("/usr/local/bin/platformctl"))}
+    result = dry_run("--workers", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    if subprocess.run(["id", "-u", "ovation"], capture_output=True).returncode != 0:
+        assert "would run: useradd --system" in out
+    for expected in ("/opt/ovation/venv", "would write /usr/local/bin/platformctl",
+                     "would write /etc/ovation/ovation.env (root:ovation, 0640",
+                     "would write /etc/systemd/system/ovation-web.service",
+                     "would systemctl restart ovation.target"):
+        assert expected in out, expected
+    assert {path: path.exists() for path in before} == before
+
+
+def test_system_dry_run_is_repeatable_and_keeps_passwords_off_screen():
+    first, second = dry_run("--postgres"), dry_run("--postgres")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr
+    assert "PASSWORD (generated)" in first.stdout or "would create the PostgreSQL role" in \
+        first.stdout
+    assert "postgresql://ovation:" not in first.stdout + first.stderr
+    strip = [line for line in first.stdout.splitlines() if "ovation-source-" not in line]
+    assert strip == [line for line in second.stdout.splitlines()
+                     if "ovation-source-" not in line]
+
+
+def test_unknown_mode_explains_itself():
+    result = subprocess.run(["./install.sh"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "--system" in result.stderr
