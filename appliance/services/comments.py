@@ -38,6 +38,7 @@ EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>\"']{1,64}@[^@\s\x00-\x1f\x7f<>\"']{1,
                    r"\.[^@\s\x00-\x1f\x7f<>\"'.]{2,}$")
 COMMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 DUPLICATE_WINDOW_S = 600
+_CONTROL_IN_TEXT = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 SqlRun = Callable[..., Awaitable[Any]]
 
 
@@ -272,8 +273,10 @@ class CommentService:
     # -- checks ----------------------------------------------------------------------------
 
     def _check_body(self, body: str) -> str:
-        # NUL as CommonMark reads it (U+FFFD): PostgreSQL cannot store it in text.
-        body = body.replace("\x00", "\ufffd").strip()
+        # NUL as CommonMark reads it (U+FFFD): PostgreSQL cannot store it in text. Other
+        # control characters (terminal escapes, bells) have no place in a comment: dropped,
+        # so no later reader (a terminal, a mail client) ever receives them.
+        body = _CONTROL_IN_TEXT.sub("", body.replace("\x00", "\ufffd")).strip()
         if not body:
             raise InvalidInput("The comment is empty.", details={"field": "body"})
         limit = self._settings.comment_max_length

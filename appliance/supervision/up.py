@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.connections import open_sql
-from appliance.errors import ServiceUnavailable
+from appliance.errors import ConfigError, ServiceUnavailable
 from appliance.services.sites import DEMO_SITE, ensure_site
 from appliance.settings import Settings, env_var
 from appliance.storage.migrations import migrate
@@ -50,6 +51,19 @@ def build_specs(settings: Settings) -> list[ProcessSpec]:
     return specs
 
 
+def require_free_port(host: str, port: int) -> None:
+    """Refuse to start when the port is taken: the readiness check would otherwise find
+    whatever else answers there and call Ovation up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            raise ConfigError(f"Port {port} on {host or 'all addresses'} is in use ({exc.strerror}"
+                              "); pick another with --port.") from None
+
+
 def wait_until_ready(url: str, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -66,6 +80,7 @@ def wait_until_ready(url: str, timeout_s: float = 30.0) -> bool:
 def run_up(settings: Settings, announce: Callable[[str], None]) -> None:
     """Run until SIGINT/SIGTERM; returns after everything has stopped."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    require_free_port(settings.bind_host, settings.bind_port)
     settings.hashing_key()  # create the key once, before several children race to
     specs = build_specs(settings)
     supervisor = Supervisor(specs, settings.data_dir / STATE_FILE)
@@ -95,7 +110,7 @@ def run_up(settings: Settings, announce: Callable[[str], None]) -> None:
             raise ServiceUnavailable(f"The web process did not become ready at {url}; "
                                      "see the log above.")
         if not supervisor.stop_event.is_set():
-            announce(f"Ovation is up. Demo page: {url}/   API docs: {url}/docs   "
+            announce(f"Ovation is up. Demo page: {url}/demo   API docs: {url}/docs   "
                      f"Data: {settings.data_dir}   Ctrl-C stops.")
         supervisor.watch()
     finally:

@@ -167,3 +167,18 @@ def test_up_uses_an_existing_postgresql_and_redis(tmp_path, redis_url, postgres_
     with database.connection_context():
         assert Counter.select(pw.fn.SUM(Counter.total)).scalar() == 3
     database.close()
+
+
+def test_up_refuses_a_port_that_is_taken(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "cli", "up", "--data-dir", str(tmp_path / "data"),
+             "--port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"Port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "Traceback" not in result.stderr
