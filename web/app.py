@@ -28,6 +28,10 @@ from web.routes.public import public
 from web.runtime import WebRuntime
 
 MAX_BODY_BYTES = 64 * 1024
+# Swagger UI sets inline style attributes and data: images; no page of ours runs inline script.
+OWN_PAGES_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                 "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                 "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 log = logging.getLogger("ovation.web")
 
@@ -99,6 +103,9 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
     async def security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if response.mimetype == "text/html":
+            # Ovation's own pages (landing, demo, API docs) load nothing from elsewhere.
+            response.headers.setdefault("Content-Security-Policy", OWN_PAGES_CSP)
         return response
 
     return app

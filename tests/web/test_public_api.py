@@ -268,3 +268,13 @@ async def test_the_demo_page_is_served_with_its_assets(client, settings):
     for asset in re.findall(r"""(?:src|href)="(/static/[^"]+)\"""", html):
         assert (await client.get(asset)).status_code == 200, asset
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_own_pages_carry_a_content_security_policy(client):
+    for url in ("/", "/demo", "/docs"):
+        response = await client.get(url)
+        assert response.status_code == 200, url
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    api = await client.get(f"{API}/totals?path=/p")
+    assert "Content-Security-Policy" not in api.headers  # JSON answers need none
