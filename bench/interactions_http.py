@@ -169,7 +169,9 @@ def run_wrk(label: str, url: str, script: Path, duration_s: float, connections: 
 # -- the `up` process --------------------------------------------------------------------------
 
 def start_up(data_dir: Path, port: int, core: int, log_path: Path) -> subprocess.Popen:
-    env = {**clean_environment(), "PYTHONUNBUFFERED": "1"}
+    from bench.server import BENCH_LIMITS  # rate limits raised above one client's load
+
+    env = {**clean_environment(), "PYTHONUNBUFFERED": "1", **BENCH_LIMITS}
     argv = ["taskset", "-c", str(core), sys.executable, "-m", "cli", "up",
             "--data-dir", str(data_dir), "--port", str(port), "--workers", "1"]
     output = open(log_path, "ab")  # noqa: SIM115 - handed to the child
