@@ -155,7 +155,17 @@ async def test_pending_comments_errors_and_load_more(ovation, static_site, new_c
     await widget.get_by_role("button", name="Post comment").click()
     await expect(widget.locator(".msg").first).to_have_text("You posted this comment already.")
 
-    await page.reload()  # the thread marks it again: the server knows the visitor's own
+    # Once the listener has stored it, the server knows the visitor's own pending comment, so
+    # a reload marks it again. (The listener can lag a moment behind the 202 on a busy machine.)
+    visitor = await page.evaluate("localStorage.getItem('ovation.visitor')")
+    async with httpx.AsyncClient() as http:
+        for _ in range(200):
+            thread = await http.get(f"{ovation.url}/api/v1/sites/{MODERATED_SITE}/comments", params={
+                "path": "/posts/held/", "visitor": visitor})
+            if thread.json()["comments"]:
+                break
+            await asyncio.sleep(0.1)
+    await page.reload()
     await expect(page.locator("ovation-widget li.c .pend")).to_be_visible()
     stranger = await open_page(await new_context(), url)
     await expect(stranger.locator("ovation-widget h2")).to_have_text("0 comments")
