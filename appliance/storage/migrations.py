@@ -34,6 +34,10 @@ _V2_COMMENT_COLUMNS = {
     "votes_up": pw.BigIntegerField(default=0),
     "votes_down": pw.BigIntegerField(default=0),
 }
+_V4_SITE_COLUMNS = {
+    "reactions": pw.TextField(default=""),
+    "rate_limits": pw.TextField(default="{}"),
+}
 
 
 def _migrator(database: pw.Database):
@@ -68,10 +72,19 @@ def _notifications(database: pw.Database) -> None:
     database.create_tables([Webhook, EmailSubscription])
 
 
+def _plugins_and_site_limits(database: pw.Database) -> None:
+    _add_missing_columns(database, "site", _V4_SITE_COLUMNS)
+    if isinstance(database, pw.PostgresqlDatabase):
+        # Choice and score types count parts (`emoji.heart`, `stars.sum`): longer names.
+        # SQLite does not enforce VARCHAR lengths, so only PostgreSQL needs the change.
+        database.execute_sql("ALTER TABLE counter ALTER COLUMN reaction TYPE VARCHAR(64)")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "comment moderation, votes, admin tokens and bans", _comments_and_admin),
     (3, "notification webhooks and e-mail subscriptions", _notifications),
+    (4, "per-site reaction types and rate limits", _plugins_and_site_limits),
 )
 
 

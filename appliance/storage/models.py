@@ -34,6 +34,9 @@ class Site(BaseModel):
     # open | all | first_time | links: which new comments wait for a moderator (migration 2)
     moderation = pw.CharField(max_length=16, default="open")
     owner_email = pw.CharField(max_length=254, default="")
+    # migration 4
+    reactions = pw.TextField(default="")  # JSON list of reaction types shown; "" = the defaults
+    rate_limits = pw.TextField(default="{}")  # JSON {limit name: per-minute value} overrides
 
 
 class Page(BaseModel):
@@ -53,7 +56,7 @@ class Counter(BaseModel):
     """A page's total for one reaction type. Written only by the flusher."""
 
     page = pw.ForeignKeyField(Page, backref="counters", on_delete="CASCADE")
-    reaction = pw.CharField(max_length=32)
+    reaction = pw.CharField(max_length=64)  # a type, or TYPE.PART for choices and scores
     total = pw.BigIntegerField(default=0)
 
     class Meta:

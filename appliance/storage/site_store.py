@@ -23,6 +23,8 @@ class SiteRecord:
     moderation: str = "open"  # open | all | first_time | links
     owner_email: str = ""
     feed_url: str | None = None
+    reactions: tuple[str, ...] | None = None  # the types shown, in order; None: the defaults
+    rate_limits: dict[str, int] = field(default_factory=dict)  # per-site rate-limit overrides
 
 
 def _record(row: Site) -> SiteRecord:
@@ -30,7 +32,9 @@ def _record(row: Site) -> SiteRecord:
                       accept_unpublished_pages=row.accept_unpublished_pages,
                       reaction_options=json.loads(row.reaction_options),
                       moderation=row.moderation, owner_email=row.owner_email,
-                      feed_url=row.feed_url)
+                      feed_url=row.feed_url,
+                      reactions=tuple(json.loads(row.reactions)) if row.reactions else None,
+                      rate_limits=json.loads(row.rate_limits or "{}"))
 
 
 def _columns(record: SiteRecord) -> dict[str, Any]:
@@ -38,7 +42,9 @@ def _columns(record: SiteRecord) -> dict[str, Any]:
             "accept_unpublished_pages": record.accept_unpublished_pages,
             "reaction_options": json.dumps(record.reaction_options),
             "moderation": record.moderation, "owner_email": record.owner_email,
-            "feed_url": record.feed_url}
+            "feed_url": record.feed_url,
+            "reactions": json.dumps(list(record.reactions)) if record.reactions is not None else "",
+            "rate_limits": json.dumps(record.rate_limits)}
 
 
 def get_site(database: pw.Database, name: str) -> SiteRecord | None:
