@@ -47,6 +47,20 @@ class UnknownReaction(OvationError):
     status = 400
 
 
+class ReactionRejected(OvationError):
+    """A reaction plugin's own validation refused the interaction."""
+
+    code = "reaction_rejected"
+    status = 400
+
+
+class ReactionUnavailable(OvationError):
+    """A reaction plugin failed while handling the interaction; other types still work."""
+
+    code = "reaction_unavailable"
+    status = 503
+
+
 class InvalidPath(OvationError):
     code = "invalid_path"
     status = 400
@@ -154,6 +168,10 @@ ERROR_CODES: dict[str, str] = {
     "unknown_site": "No site has that name.",
     "unknown_page": "The site accepts only published pages and this one is not published.",
     "unknown_reaction": "No enabled reaction type has that name, or it lacks the action.",
+    "reaction_rejected": "The reaction type's plugin refused this interaction (the message "
+    "says why).",
+    "reaction_unavailable": "The reaction type's plugin failed; other types keep working. The "
+    "log and `platformctl plugins list` say more.",
     "origin_not_allowed": "The request's Origin is not one of the site's allowed origins.",
     "not_found": "No route matches the URL.",
     "method_not_allowed": "The route does not accept that HTTP method.",

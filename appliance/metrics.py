@@ -25,6 +25,7 @@ class MetricsSnapshot:
     pending_counters: int = 0
     websocket_connections: int = 0
     notifications: dict[str, float] = field(default_factory=dict)
+    plugin_errors: dict[str, int] = field(default_factory=dict)
 
 
 async def collect_snapshot(client) -> MetricsSnapshot:
@@ -33,14 +34,16 @@ async def collect_snapshot(client) -> MetricsSnapshot:
     pipe.hgetall(keys.FLUSH_STATS)
     pipe.hlen(keys.PENDING)
     pipe.hlen(keys.INFLIGHT)
-    stats, flush, pending, inflight = await pipe.execute()
+    pipe.hgetall(keys.PLUGIN_ERRORS)
+    stats, flush, pending, inflight, plugin_errors = await pipe.execute()
     sockets = 0
     async for key in client.scan_iter(match=WS_GAUGE_PATTERN, count=500):
         value = await client.get(key)
         sockets += int(value or 0)
     return MetricsSnapshot({name: int(count) for name, count in stats.items()}, flush,
                            int(pending) + int(inflight), sockets,
-                           await collect_notification_figures(client))
+                           await collect_notification_figures(client),
+                           {name: int(count) for name, count in plugin_errors.items()})
 
 
 class _SnapshotCollector:
@@ -54,6 +57,11 @@ class _SnapshotCollector:
         for reaction, count in sorted(snap.interactions.items()):
             interactions.add_metric([reaction], count)
         yield interactions
+        plugin_errors = CounterMetricFamily("ovation_plugin_errors", "Reaction plugin hooks "
+                                            "that raised, by reaction type.", labels=["reaction"])
+        for reaction, count in sorted(snap.plugin_errors.items()):
+            plugin_errors.add_metric([reaction], count)
+        yield plugin_errors
         flush = snap.flush
         yield CounterMetricFamily("ovation_flush_batches", "Flush batches committed to SQL.",
                                   value=int(flush.get("batches_total", 0)))

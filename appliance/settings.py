@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from appliance.errors import ConfigError
 
@@ -71,6 +71,11 @@ class Settings(BaseModel):
     )
     applause_cap: int = Field(
         50, ge=1, le=100000, description="Most applause one visitor may give one page."
+    )
+    plugins: str = Field(
+        "*", pattern=r"^\s*(\*|[a-z][a-z0-9_-]*(\s*,\s*[a-z][a-z0-9_-]*)*)\s*$",
+        description="Comma-separated entry-point names of the reaction plugins to load "
+        "(`platformctl plugins list` shows them), or * for every installed one.",
     )
     live_coalesce_ms: int = Field(
         250, ge=10, le=10000,
@@ -135,6 +140,16 @@ class Settings(BaseModel):
     ws_messages_per_s: int = Field(
         20, ge=1, le=10_000,
         description="Messages one WebSocket connection may send per second (burst: 5 s worth).",
+    )
+    ip_salt_rotation_h: int = Field(
+        24, ge=1, le=720,
+        description="Hours one random salt of the IP hashes is used before the next one "
+        "replaces it.",
+    )
+    ip_salt_retention_days: int = Field(
+        30, ge=1, le=365,
+        description="Days after which a salt of the IP hashes is deleted, making the hashes "
+        "made with it unlinkable; IP bans last this long at most.",
     )
     secret_key: str = Field(
         "", description="Key for hashing visitor ids. Empty means one generated and kept "
@@ -236,6 +251,15 @@ class Settings(BaseModel):
 
         return tuple(ipaddress.ip_network(part.strip(), strict=False)
                      for part in self.trusted_proxies.split(",") if part.strip())
+
+    @field_validator("ip_salt_retention_days")
+    @classmethod
+    def _retention_covers_a_rotation(cls, value: int, info: ValidationInfo) -> int:
+        # A salt deleted while still current would make every fresh hash unlinkable at once.
+        rotation_h = info.data.get("ip_salt_rotation_h")
+        if rotation_h is not None and value * 24 <= rotation_h:
+            raise ValueError(f"must be longer than OVATION_IP_SALT_ROTATION_H ({rotation_h} h)")
+        return value
 
     @field_validator("database_url")
     @classmethod

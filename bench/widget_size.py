@@ -16,7 +16,7 @@ from bench.common import fmt_int, table, usable_cores
 from bench.server import running_up
 
 # budgets from docs/embedding.md (checked by tests/browser/test_widget_assets.py)
-SCRIPTS = {"/widget.js": 12 * 1024, "/counter.js": int(1.5 * 1024)}
+SCRIPTS = {"/widget.js": 13 * 1024, "/counter.js": int(1.5 * 1024)}
 
 
 def fetch(url: str, gzip_ok: bool) -> tuple[bytes, str]:

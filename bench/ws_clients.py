@@ -42,35 +42,164 @@ async def _open(url: str, count: int, compression: bool) -> list:
 
 
 # -- fan-out: subscribe, then time every `totals` frame ------------------------------------------
+#
+# A subscriber only counts frames, and thousands of them share one client core: on the
+# `websockets` asyncio API each frame wakes a task per connection, and that client cost, not
+# the server's, was most of the spread measured between the first and the last subscriber. So
+# subscribers open their connection with websockets' sans-I/O protocol (handshake, extension
+# negotiation, the setup messages) straight on an asyncio transport, and once subscribed, if
+# the server declined compression, read the server's frames themselves (unmasked, unfragmented
+# text frames: a header of 2 or 4 bytes and the payload), one callback per chunk read. With
+# compression negotiated they stay on the websockets protocol, which inflates.
+
+class _Subscriber(asyncio.Protocol):
+    def __init__(self, url: str, compression: bool, on_text) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+        from websockets.uri import parse_uri
+
+        self.ws = ClientProtocol(parse_uri(url), extensions=(
+            enable_client_permessage_deflate(None) if compression else None))
+        self.on_text = on_text  # after setup: called with each text message
+        self.transport: asyncio.Transport | None = None
+        self.setup: list[str] | None = []  # during setup: messages not yet awaited
+        self.waiter: asyncio.Future | None = None
+        self.opened = asyncio.get_running_loop().create_future()
+        self.fragments: list[bytes] = []
+        self.raw: bytearray | None = None  # after setup, without compression: unread bytes
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Opcode
+        from websockets.http11 import Response
+
+        if self.raw is not None:
+            self._read_raw(data)
+            return
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Response):
+                if not self.opened.done():
+                    self.opened.set_result(event.status_code)
+            elif event.opcode in (Opcode.TEXT, Opcode.CONT):
+                self.fragments.append(event.data)
+                if event.fin:
+                    text = b"".join(self.fragments).decode()
+                    self.fragments = []
+                    if self.setup is None:
+                        self.on_text(text)
+                    else:
+                        self.setup.append(text)
+                        if self.waiter is not None and not self.waiter.done():
+                            self.waiter.set_result(None)
+        self._flush()  # pongs and close frames the protocol answers on its own
+
+    def connection_lost(self, exc) -> None:
+        for future in (self.opened, self.waiter):
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    async def next_message(self, timeout_s: float = 60) -> dict:
+        """During setup: the next message, parsed."""
+        if not self.setup:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.waiter, timeout_s)
+            finally:
+                self.waiter = None
+        return json.loads(self.setup.pop(0))
+
+    def set_up(self) -> None:
+        """From now on, every message goes to `on_text`."""
+        self.setup = None
+        if not self.ws.extensions:  # nothing to inflate: read the frames here
+            self.raw = bytearray()
+
+    def _read_raw(self, data: bytes) -> None:
+        buffer = self.raw
+        buffer += data
+        start = 0
+        while len(buffer) - start >= 2:
+            length, header = buffer[start + 1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) - start < 4:
+                    break
+                length, header = int.from_bytes(buffer[start + 2:start + 4], "big"), 4
+            elif length == 127:
+                if len(buffer) - start < 10:
+                    break
+                length, header = int.from_bytes(buffer[start + 2:start + 10], "big"), 10
+            if len(buffer) - start < header + length:
+                break
+            if buffer[start] & 0x0F == 1:  # a text frame (the server never fragments them)
+                self.on_text(bytes(buffer[start + header:start + header + length]).decode())
+            start += header + length
+        del buffer[:start]
+
+    def send_json(self, message: dict) -> None:
+        self.ws.send_text(json.dumps(message).encode())
+        self._flush()
+
+    def _flush(self) -> None:
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _subscribe(url: str, count: int, path: str, compression: bool, on_text) -> list:
+    """`count` subscribers to `path`, connected `OPEN_CONCURRENCY` at a time."""
+    from websockets.uri import parse_uri
+
+    target = parse_uri(url)
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+    async def one() -> _Subscriber:
+        async with gate:
+            _, subscriber = await loop.create_connection(
+                lambda: _Subscriber(url, compression, on_text), target.host, target.port)
+            status = await asyncio.wait_for(subscriber.opened, 60)
+            assert status == 101, f"handshake answered {status}"
+            hello = await subscriber.next_message()
+            assert hello["type"] == "hello", hello
+            subscriber.send_json({"type": "subscribe", "paths": [path]})
+            while (await subscriber.next_message())["type"] != "subscribed":
+                pass
+            subscriber.set_up()
+            return subscriber
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
 
 async def _fanout(pipe: Connection, url: str, count: int, path: str, compression: bool) -> None:
-    sockets = await _open(url, count, compression)
-    for socket in sockets:
-        await socket.send(json.dumps({"type": "subscribe", "paths": [path]}))
-    for socket in sockets:
-        while json.loads(await socket.recv())["type"] != "subscribed":
-            pass
     # marker (the page's like total) -> [connections that received it, latest, earliest arrival]
     arrivals: dict[int, list] = {}
 
-    async def listen(socket) -> None:
-        async for raw in socket:
-            frame = json.loads(raw)
-            if frame.get("type") == "totals":
-                now = time.time()
-                entry = arrivals.setdefault(int(frame["totals"].get("like", 0)), [0, 0.0, now])
-                entry[0] += 1
-                entry[1] = max(entry[1], now)
-                entry[2] = min(entry[2], now)
+    def on_text(text: str) -> None:
+        if '"type":"totals"' not in text:
+            return
+        now = time.time()
+        frame = json.loads(text)
+        entry = arrivals.setdefault(int(frame["totals"].get("like", 0)), [0, 0.0, now])
+        entry[0] += 1
+        entry[1] = max(entry[1], now)
+        entry[2] = min(entry[2], now)
 
-    tasks = [asyncio.create_task(listen(socket)) for socket in sockets]
-    pipe.send(("ready", len(sockets)))
+    subscribers = await _subscribe(url, count, path, compression, on_text)
+    pipe.send(("ready", len(subscribers)))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, pipe.recv)  # "report"
     pipe.send(("arrivals", {k: tuple(v) for k, v in arrivals.items()}))
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+    for subscriber in subscribers:
+        subscriber.close()
 
 
 # -- interactions over the socket: closed loop, one message in flight per connection --------

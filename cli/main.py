@@ -12,6 +12,7 @@ from cli.commands.comments import comments_app
 from cli.commands.dashboard import dashboard
 from cli.commands.notifications import notifications_app
 from cli.commands.operations import register_operations
+from cli.commands.plugins import plugins_app
 from cli.commands.privacy import visitor_app
 from cli.commands.publishing import feeds_app, publish
 from cli.commands.serve import serve
@@ -48,6 +49,7 @@ app.command()(migrate)
 app.command()(flush)
 app.add_typer(config_app, name="config")
 app.add_typer(site_app, name="site")
+app.add_typer(plugins_app, name="plugins")
 app.command()(publish)
 app.add_typer(token_app, name="token")
 app.add_typer(feeds_app, name="feeds")

@@ -26,10 +26,11 @@ from appliance.settings import Settings
 from appliance.storage.database import open_database
 from appliance.storage.migrations import migrate
 from appliance.supervision import owned_redis
-from plugins import builtin
+from plugins import builtin, emoji, stars
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTIN_FACTORIES = {"view": builtin.view, "like": builtin.like, "applause": builtin.applause}
+BUNDLED_FACTORIES = {**BUILTIN_FACTORIES, "emoji": emoji.emoji, "stars": stars.stars}
 
 
 def free_port() -> int:
@@ -194,6 +195,25 @@ def registry(settings) -> ReactionRegistry:
     return ReactionRegistry.from_factories(BUILTIN_FACTORIES, settings)
 
 
+# -- the example third-party plugin, installed with pip -----------------------------------------
+
+EXAMPLE_PLUGIN = REPO / "plugins" / "examples" / "ovation-bookmark"
+
+
+@pytest.fixture(scope="session")
+def bookmark_plugin_dir(tmp_path_factory) -> Path:
+    """plugins/examples/ovation-bookmark installed with pip into a directory of its own, as a
+    third party's package would be: processes given it on PYTHONPATH discover it through its
+    entry point. (Not into the venv, so the rest of the suite keeps its known set of types.)"""
+    target = tmp_path_factory.mktemp("bookmark-plugin")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+         "--disable-pip-version-check", "--target", str(target), str(EXAMPLE_PLUGIN)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 def ovation_env(settings: Settings) -> dict[str, str]:
@@ -202,10 +222,12 @@ def ovation_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **child_environment(settings), "PYTHONUNBUFFERED": "1"}
 
 
-def start_process(settings: Settings, *args: str, log: Path | None = None) -> subprocess.Popen:
+def start_process(settings: Settings, *args: str, log: Path | None = None,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """Run `platformctl ARGS` with these settings (e.g. `serve web`)."""
     output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "cli", *args], env=ovation_env(settings),
+    env = {**ovation_env(settings), **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], env=env,
                             cwd=REPO, stdout=output, stderr=subprocess.STDOUT
                             if log else subprocess.DEVNULL, start_new_session=True)
 

@@ -17,6 +17,7 @@ from appliance.errors import Unauthorized
 from appliance.services import tokens
 from appliance.storage.token_store import TokenRecord
 from web.routes import runtime
+from web.routes.site_access import rate_limit
 
 F = TypeVar("F", bound=Callable[..., Any])
 SECURITY_SCHEME_NAME = "bearer"
@@ -53,6 +54,8 @@ def token_required(scope: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # Charged before the token is checked, so guessing tokens is limited too.
+            await rate_limit("admin", kwargs.get("site") or "")
             g.admin_token = await require_token(scope, kwargs.get("site"))
             return await view(*args, **kwargs)
 

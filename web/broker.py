@@ -1,35 +1,125 @@
 """In-process fan-out of live events to this worker's WebSocket connections.
 
-Redis pub/sub brings every event to every web worker once; the broker hands it to each local
-connection subscribed to that page (or to the whole site, for site-wide events). Each
-connection has a bounded queue: a client too slow to read loses old updates, never the worker.
+Redis pub/sub brings every event to every web worker once; the broker encodes its frame once
+and writes that same text to each local connection subscribed to the page (or to the whole
+site, for site-wide events).
+
+A connection costs no task and no queue while it idles: a frame is written inline, by driving
+the connection's send only until it would wait, which it does only when the client stops
+reading and the server's buffers for it are full. Only then does the connection get a writer
+task and a bounded backlog: a client too slow to read loses its oldest frames (a `totals`
+frame carries complete totals, so the newest one is always right), never the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import json
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
 
 from appliance.events import LiveEvent
 
-QUEUE_SIZE = 256
+log = logging.getLogger("ovation.live")
+QUEUE_SIZE = 256  # frames kept for a client that stopped reading
+YIELD_EVERY = 256  # connections written between two turns of the event loop
+
+SendText = Callable[[str], Awaitable[None]]
+
+
+def event_frame(event: LiveEvent) -> str:
+    """The JSON text frame of a live event, as every subscriber receives it."""
+    if event.kind == "totals":
+        body = {"type": "totals", "path": event.path, "totals": event.data.get("totals", {})}
+    else:
+        body = {"type": event.kind, "path": event.path, **event.data}
+    return json.dumps(body, separators=(",", ":"))
 
 
 class Subscription:
-    def __init__(self, site: str) -> None:
+    """One live connection: its site, the pages it follows, and how to write to it."""
+
+    __slots__ = ("site", "paths", "visitor", "dropped", "_send", "_backlog", "_writer")
+
+    def __init__(self, site: str, send: SendText) -> None:
         self.site = site
         self.paths: set[str] = set()
         self.visitor: str | None = None  # visitor hash named by `subscribe`: notifications
-        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = 0
+        self._send = send
+        self._backlog: deque[str] | None = None  # only while a write waits on the client
+        self._writer: asyncio.Task | None = None
 
-    def offer(self, event: LiveEvent) -> None:
+    def offer(self, text: str) -> None:
+        """Write `text` now if the connection takes it without waiting, else queue it."""
+        if self._writer is not None:
+            backlog = self._backlog
+            if len(backlog) == QUEUE_SIZE:
+                self.dropped += 1  # deque(maxlen) drops the oldest on append
+            backlog.append(text)
+            return
+        coroutine = self._send(text)
         try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            self.queue.get_nowait()  # drop the oldest: totals are superseded by newer ones
-            self.queue.put_nowait(event)
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return  # written: the usual case
+        except Exception as exc:  # a connection closing under us; its handler cleans up
+            log.debug("live frame not written: %s", exc)
+            return
+        self._backlog = deque(maxlen=QUEUE_SIZE)
+        self._writer = asyncio.get_running_loop().create_task(
+            self._drain(coroutine, waiting_on))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _drain(self, coroutine: Coroutine, waiting_on: Any) -> None:
+        try:
+            await _Resumed(coroutine, waiting_on)
+            while self._backlog:
+                await self._send(self._backlog.popleft())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("live frames not written: %s", exc)
+        finally:
+            self._writer = None
+            self._backlog = None
+
+
+class _Resumed:
+    """Awaiting it continues a coroutine already stepped to its first suspension by hand.
+
+    `Subscription.offer` runs a send eagerly (as Python 3.12's eager tasks do; this runs on
+    3.11), so the thousands of writes of one event need no task each. When a write does wait,
+    this hands the future it waits on to a task, which resumes the coroutine as if it had
+    driven it from the start.
+    """
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Coroutine, waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # cancellation included: passed to the coroutine
+                try:
+                    waiting_on = coroutine.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class Broker:
@@ -60,14 +150,31 @@ class Broker:
             members.discard(subscription)
             if not members:
                 del self._by_site[subscription.site]
+        subscription.close()
 
-    def publish(self, event: LiveEvent) -> int:
-        targets = (self._by_site.get(event.site, set()) if event.path is None
-                   else self._by_page.get((event.site, event.path), set()))
+    def targets(self, event: LiveEvent) -> list[Subscription]:
+        members = (self._by_site.get(event.site) if event.path is None
+                   else self._by_page.get((event.site, event.path)))
+        if not members:
+            return []
         if event.visitor is not None:  # a personal notification: that visitor's pages only
-            targets = {member for member in targets if member.visitor == event.visitor}
-        for subscription in list(targets):
-            subscription.offer(event)
+            return [member for member in members if member.visitor == event.visitor]
+        return list(members)
+
+    async def publish(self, event: LiveEvent) -> int:
+        """Write the event's frame to every local subscriber; returns how many there were.
+
+        The frame is encoded once. The loop yields now and then, so that a page with thousands
+        of subscribers does not hold up the worker's other requests for the whole fan-out.
+        """
+        targets = self.targets(event)
+        if not targets:
+            return 0
+        text = event_frame(event)
+        for number, subscription in enumerate(targets, 1):
+            subscription.offer(text)
+            if number % YIELD_EVERY == 0 and number < len(targets):
+                await asyncio.sleep(0)
         return len(targets)
 
     @property

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from quart import Quart, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
-from appliance.errors import OvationError
+from appliance.errors import OvationError, ServiceUnavailable
 
 log = logging.getLogger("ovation.web")
 
@@ -68,6 +69,15 @@ def register_error_handlers(app: Quart) -> None:
         status = error.code or 500
         code, message = _HTTP_CODES.get(status, ("http_error", error.description or ""))
         return error_response(code, message, status)
+
+    # Redis restarting or unreachable (BusyLoadingError is a ConnectionError): an outage, a
+    # 503 as for the database (SqlRunner), whichever service made the call; never a 500.
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    async def redis_unavailable(error: redis.exceptions.RedisError):
+        log.warning("Redis is not reachable: %s", error)
+        return error_response(ServiceUnavailable.code,
+                              "Redis is not reachable right now; try again shortly.", 503)
 
     @app.errorhandler(UnicodeDecodeError)
     async def bad_encoding(_error: UnicodeDecodeError):

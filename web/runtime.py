@@ -28,58 +28,11 @@ from appliance.storage.counter_store import PREFIX
 from appliance.storage.database import open_database
 from appliance.storage.redis_client import async_redis, sync_redis
 from web.broker import Broker
+from web.live_publisher import LivePublisher
 
 log = logging.getLogger("ovation.web")
 WS_GAUGE_PREFIX = PREFIX + "ws:"
 WS_GAUGE_TTL_S = 30
-
-
-class LivePublisher:
-    """Coalesced live pushes: at most one per page per `live_coalesce_ms`, from any worker.
-
-    Interactions only mark a page as due (the Lua script took the page's throttle in Redis);
-    one loop per worker pushes every due page each interval, in one pipelined round trip, so
-    a burst over thousands of pages costs this worker one Redis connection, not thousands.
-    """
-
-    def __init__(self, runtime: WebRuntime, interval_s: float) -> None:
-        self._runtime = runtime
-        self._interval_s = interval_s
-        self._due: set[tuple[str, str]] = set()
-        self._wakeup = asyncio.Event()
-
-    def schedule(self, site: str, path: str) -> None:
-        self._due.add((site, path))
-        self._wakeup.set()
-
-    async def run(self, shutdown: asyncio.Event) -> None:
-        while not shutdown.is_set():
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=1.0)
-            except TimeoutError:
-                continue
-            await asyncio.sleep(self._interval_s)
-            self._wakeup.clear()
-            due, self._due = self._due, set()
-            try:
-                await self.push(due)
-            except Exception as exc:  # a missed push is superseded by the next; never crash
-                log.warning("live push of %d pages failed: %s", len(due), exc)
-
-    async def push(self, due: set[tuple[str, str]]) -> None:
-        counters = self._runtime.counters
-        for chunk in _chunks(sorted(due), 500):
-            totals = await counters.publish_totals_many(chunk)
-            pipe = self._runtime.redis.pipeline(transaction=False)
-            for (site, path), page_totals in zip(chunk, totals, strict=True):
-                event = LiveEvent("totals", site, path, {"totals": page_totals})
-                pipe.publish(events.LIVE_CHANNEL, event.encode())
-            await pipe.execute()
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 class WebRuntime:
@@ -104,7 +57,7 @@ class WebRuntime:
         self.sites = SiteDirectory(self.database, self.sql.run, self.settings.site_cache_s)
         self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
         self.counters = CounterService(self.redis, self.database, self.registry, self.settings,
-                                       self.sql.run, self.live)
+                                       self.sql.run, self.live, sites=self.sites)
         self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run,
                                        votes=self.counters)
         self.limiter = RateLimiter(self.redis)
@@ -133,9 +86,11 @@ class WebRuntime:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         try:
-                            self.broker.publish(LiveEvent.decode(message["data"]))
+                            event = LiveEvent.decode(message["data"])
                         except (ValueError, KeyError) as exc:
                             log.warning("ignored a malformed live event: %s", exc)
+                        else:
+                            await self.broker.publish(event)
             except (redis_errors.ConnectionError, OSError) as exc:
                 log.warning("live relay lost Redis (%s); reconnecting", exc)
                 await asyncio.sleep(1.0)

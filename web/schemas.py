@@ -33,15 +33,23 @@ class InteractionRequest(Strict):
     action: Literal["add", "remove"] = Field("add", description="`remove` withdraws a toggle.")
     amount: StrictInt = Field(1, ge=1, le=100000,
                               description="Counter types only, e.g. claps in one request.")
+    choice: StrictStr | None = Field(None, max_length=24, examples=["heart"],
+                                     description="Choice types: the option chosen (`add`).")
+    score: StrictInt | None = Field(None, ge=-1000, le=1000, examples=[4],
+                                    description="Score types: the score given (`add`).")
     visitor: VisitorId
 
 
 class PageState(BaseModel):
     path: str = Field(description="The normalised path.")
-    totals: dict[str, int] = Field(description="Live total per reaction type.")
-    visitor: dict[str, StrictBool | int] | None = Field(
+    totals: dict[str, int] = Field(description="Live totals: one per counter and toggle type "
+                                   "(`like`), one per option of a choice type (`emoji.heart`), "
+                                   "and a sum and a count per score type (`stars.sum`, "
+                                   "`stars.count`; the average is sum / count).")
+    visitor: dict[str, StrictBool | int | str | None] | None = Field(
         None, description="This visitor's state: toggles as booleans, capped counters as "
-        "the amount given. Absent when no visitor was named.")
+        "the amount given, a choice as the option key, a score as the number (null: none "
+        "yet). Absent when no visitor was named.")
     stale: bool = Field(False, description="True when the database could not be read: the "
                         "totals then hold only what is not yet flushed. The interaction itself "
                         "was recorded; do not retry it.")
@@ -71,13 +79,26 @@ class BatchTotalsResponse(BaseModel):
     pages: list[PageTotalsModel]
 
 
+class ChoiceModel(BaseModel):
+    key: str = Field(description="Sent as `choice`; totals key `TYPE.KEY`.")
+    label: str
+    icon: str
+
+
 class ReactionTypeModel(BaseModel):
     name: str
     label: str
-    icon: str
-    kind: str
+    icon: str = Field(description="An emoji, or an inline SVG document.")
+    kind: Literal["counter", "toggle", "choice", "score"]
     per_visitor_cap: int | None
     max_amount: int
+    choices: list[ChoiceModel] = Field(default_factory=list,
+                                       description="Choice types: the options this site shows.")
+    score_min: int | None = Field(None, description="Score types: the lowest score.")
+    score_max: int | None = Field(None, description="Score types: the highest score.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Free-form settings the plugin passes to the "
+                                    "widget.")
 
 
 class SiteConfigResponse(BaseModel):

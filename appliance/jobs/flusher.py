@@ -17,9 +17,22 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from appliance.jobs.feeds import FeedPoller
 from appliance.jobs.flush import durability_wait, flush_once, pending_counters, record_failure
+from appliance.services.ip_salts import SaltPolicy, keep_salts
 
 log = logging.getLogger("ovation.flusher")
 FIRST_FEED_POLL_DELAY_S = 10.0  # after start-up: a restart loop must not hammer the feeds
+SALT_HOUSEKEEPING_S = 3600.0  # expired salts of IP hashes are deleted within the hour
+
+
+def salt_housekeeping(database: pw.Database, policy: SaltPolicy) -> None:
+    """Delete expired salts of the IP hashes even when no request rotates them."""
+    try:
+        deleted = keep_salts(database, policy)
+    except Exception as exc:  # SQL down: the next run (or a web worker's rotation) does it
+        log.warning("salts of the IP hashes not kept: %s: %s", type(exc).__name__, exc)
+        return
+    if deleted:
+        log.info("deleted %d expired salts of the IP hashes", deleted)
 
 
 class FlushLoop:
@@ -83,12 +96,13 @@ class FlushLoop:
 
 def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
                 retry_max_s: float, feed_poll_interval_s: float | None = None,
-                max_path_length: int = 1024) -> None:
+                max_path_length: int = 1024, salt_policy: SaltPolicy | None = None) -> None:
     """Run until SIGTERM/SIGINT (warm: finish the running flush, flush once more, exit).
 
     A second signal exits at once; nothing is lost either way, as the batch stays in Redis.
     With `feed_poll_interval_s`, the sites' feeds are polled too (the first poll shortly after
-    start-up), in the scheduler's thread pool, so a slow feed never delays a flush.
+    start-up), in the scheduler's thread pool, so a slow feed never delays a flush. With
+    `salt_policy`, expired salts of the IP hashes are deleted at start and every hour.
     """
     loop = FlushLoop(client, database, interval_s, retry_max_s)
     scheduler = BlockingScheduler()
@@ -101,6 +115,10 @@ def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
             seconds=min(FIRST_FEED_POLL_DELAY_S, feed_poll_interval_s))
         scheduler.add_job(feeds.tick, "interval", seconds=feed_poll_interval_s, id="feeds",
                           max_instances=1, coalesce=True, next_run_time=first_poll)
+    if salt_policy is not None:
+        scheduler.add_job(salt_housekeeping, "interval", args=(database, salt_policy),
+                          seconds=SALT_HOUSEKEEPING_S, id="salts", max_instances=1,
+                          coalesce=True, next_run_time=dt.datetime.now(dt.UTC))
     stopping = {"count": 0}
 
     def stop(signum, _frame) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
+import json
 import re
 import secrets
 import uuid
@@ -24,7 +24,10 @@ import peewee as pw
 from appliance import events
 from appliance.errors import Forbidden, InvalidInput, RateLimited, UnknownComment, UnknownPage
 from appliance.paths import normalise_path
+from appliance.services.ip_salts import IpSalts, SaltPolicy
+from appliance.services.rate_limits import site_limit
 from appliance.services.rendering import clean_text, has_links, render_markdown
+from appliance.services.thread_view import PreparedThread, PreparedThreads, public_fields
 from appliance.services.visitors import visitor_hash
 from appliance.settings import Settings
 from appliance.storage import comment_cache as cache
@@ -38,6 +41,7 @@ EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>\"']{1,64}@[^@\s\x00-\x1f\x7f<>\"']{1,
                    r"\.[^@\s\x00-\x1f\x7f<>\"'.]{2,}$")
 COMMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 DUPLICATE_WINDOW_S = 600
+SUBMISSION_STREAM_MAXLEN = 1_000_000  # approximate: the listener keeps up long before
 _CONTROL_IN_TEXT = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 SqlRun = Callable[..., Awaitable[Any]]
 
@@ -70,28 +74,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def ip_hash(key: bytes, site: str, ip: str | None) -> str:
-    """Keyed hash of the client's network: IPv6 clients are grouped by /64 (one household)."""
-    if not ip:
-        return ""
-    try:
-        address = ipaddress.ip_address(ip)
-        network = (ipaddress.ip_network(f"{ip}/64", strict=False) if address.version == 6
-                   else ipaddress.ip_network(f"{ip}/32"))
-        text = str(network)
-    except ValueError:
-        text = ip
-    return hmac.new(key, f"ip\0{site}\0{text}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def public_entry(entry: dict[str, Any], requester: str = "") -> dict[str, Any]:
     """A cached comment as a reader may see it: no visitor hash; deleted ones as placeholders."""
-    shown = {key: value for key, value in entry.items() if key != "visitor_hash"}
-    shown["mine"] = bool(requester) and entry.get("visitor_hash") == requester
-    shown.setdefault("my_vote", None)
-    if entry["status"] == "deleted":
-        shown.update(html="", author_name="", author_website="", avatar_seed="")
-    return shown
+    return {**public_fields(entry),
+            "mine": bool(requester) and entry.get("visitor_hash") == requester,
+            "my_vote": entry.get("my_vote")}
 
 
 class VoteCounter(Protocol):
@@ -108,13 +95,20 @@ class CommentService:
     """Comment rules for a web worker (async, Redis and SQL through `run_sql`)."""
 
     def __init__(self, redis, database: pw.Database, settings: Settings,
-                 run_sql: SqlRun, votes: VoteCounter | None = None) -> None:
+                 run_sql: SqlRun, votes: VoteCounter | None = None,
+                 ip_salts: IpSalts | None = None) -> None:
         self._redis = redis
         self._database = database
         self._settings = settings
         self._run_sql = run_sql
         self._votes = votes
         self._key = settings.hashing_key()
+        self._threads = PreparedThreads()
+        self._my_votes = redis.register_script(cache.MY_VOTES_SCRIPT)
+        self._submit_script = redis.register_script(cache.SUBMIT_SCRIPT)
+        # The process's salts of IP hashes; the web's rate limits use the same copy.
+        self.ip_salts = ip_salts or IpSalts(database, self._key,
+                                            SaltPolicy.from_settings(settings), run_sql)
 
     # -- posting ---------------------------------------------------------------------------
 
@@ -122,7 +116,7 @@ class CommentService:
                      ) -> SubmittedComment:
         path = normalise_path(data.path, self._settings.max_path_length)
         visitor = visitor_hash(self._key, site.name, data.visitor)
-        body = self._check_body(data.body)
+        body, html = self._check_body(data.body)
         name = clean_text(data.author_name)[:100]
         email = self._check_email(data.author_email)
         website = self._check_website(data.author_website)
@@ -134,51 +128,41 @@ class CommentService:
             # A bot filled the field humans never see: answer as if accepted, store nothing.
             return SubmittedComment(comment_id, path, "pending", edit_token, "",
                                     now.isoformat() + "Z", until.isoformat() + "Z")
-        network = ip_hash(self._key, site.name, client_ip)
+        # Under every retained salt: an IP ban made from an older comment still matches.
+        networks = await self.ip_salts.all_hashes(site.name, client_ip)
+        network = networks[0] if networks else ""  # the current salt's, stored
         if not site.accept_unpublished_pages and not await self._run_sql(
                 page_exists, self._database, site.name, path):
             raise UnknownPage(f"Site {site.name!r} takes comments only on published pages, "
                               f"and {path} is not one.")
         if await self._run_sql(comment_store.is_banned, self._database, site.name, visitor,
-                               network):
+                               networks):
             raise Forbidden("You may not comment on this site.", code="banned")
-        await self._check_rate(site.name, visitor, network)
         if data.parent_id:
             await self._check_parent(site.name, path, data.parent_id)
-        body_sha = hashlib.sha256(body.encode()).hexdigest()[:16]
-        if not await self._redis.set(cache.duplicate_key(site.name, path, visitor, body_sha),
-                                     "1", nx=True, ex=DUPLICATE_WINDOW_S):
-            raise InvalidInput("You posted this same comment here a moment ago.",
-                               code="duplicate_comment", status=409)
         status = await self._initial_status(site, visitor, body)
-        html = render_markdown(body)
         avatar = (hmac.new(self._key, email.lower().encode(), hashlib.sha256).hexdigest()[:16]
                   if email else visitor[:16])
         event = {
             "id": comment_id, "site": site.name, "path": path, "parent_id": data.parent_id,
             "author_name": name, "author_email": email, "author_website": website,
-            "avatar_seed": avatar, "body_markdown": body, "status": status,
+            "avatar_seed": avatar, "body_markdown": body, "body_html": html, "status": status,
             "visitor_hash": visitor, "ip_hash": network, "edit_token_hash": hash_token(edit_token),
             "notify_replies": bool(data.notify_replies and email),
             "created_at": now.isoformat(),
         }
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(cache.token_key(comment_id), mapping={
-            "token_hash": event["edit_token_hash"], "site": site.name, "path": path})
-        pipe.expire(cache.token_key(comment_id), max(self._settings.comment_edit_window_s, 1))
-        pipe.xadd(events.SUBMISSION_STREAM, {"kind": "comment", "body": _json(event)},
-                  maxlen=1_000_000, approximate=True)
-        await pipe.execute()
+        await self._queue(site, visitor, network, body, event)
         return SubmittedComment(comment_id, path, status, edit_token, html,
                                 now.isoformat() + "Z", until.isoformat() + "Z")
 
     async def edit(self, site: SiteRecord, comment_id: str, edit_token: str, body: str) -> str:
         """Queue an author's edit; returns the new HTML (as it will be stored)."""
         await self._check_token(site, comment_id, edit_token)
-        body = self._check_body(body)
+        body, html = self._check_body(body)
         await self._redis.xadd(events.SUBMISSION_STREAM, {"kind": "comment_edit", "body": _json(
-            {"id": comment_id, "body_markdown": body, "edited_at": utcnow().isoformat()})})
-        return render_markdown(body)
+            {"id": comment_id, "body_markdown": body, "body_html": html,
+             "edited_at": utcnow().isoformat()})})
+        return html
 
     async def delete(self, site: SiteRecord, comment_id: str, edit_token: str) -> None:
         await self._check_token(site, comment_id, edit_token)
@@ -191,50 +175,62 @@ class CommentService:
                      limit: int | None = None, offset: int = 0,
                      visitor_id: str | None = None) -> dict[str, Any]:
         """One page of a thread: top-level comments in `sort` order, each with its replies."""
+        return json.loads(await self.thread_json(site, raw_path, sort, limit, offset,
+                                                 visitor_id))
+
+    async def thread_json(self, site: SiteRecord, raw_path: str, sort: str = "oldest",
+                          limit: int | None = None, offset: int = 0,
+                          visitor_id: str | None = None) -> str:
+        """`thread` as the JSON text of the answer, cut from this worker's prepared thread
+        (services/thread_view.py): one round trip of two small reads when nothing changed."""
         path = normalise_path(raw_path, self._settings.max_path_length)
         requester = visitor_hash(self._key, site.name, visitor_id) if visitor_id else ""
-        raw = await self._redis.get(cache.thread_key(site.name, path))
-        if raw is None:
-            stored = await self._run_sql(comment_store.thread, self._database, site.name, path)
-            entries = [comment.as_cache_entry() for comment in stored]
-            await self._redis.set(cache.thread_key(site.name, path),
-                                  cache.encode_thread(entries), ex=cache.THREAD_TTL_S)
-        else:
-            entries = cache.decode_thread(raw)
-        visible = [entry for entry in entries if entry["status"] != "pending"
-                   or (requester and entry["visitor_hash"] == requester)]
-        if self._votes is not None and visible:
-            # Votes live in the write-behind counters, newer than the cached thread.
-            live = await self._votes.vote_totals(site.name, [e["id"] for e in visible],
-                                                 requester)
-            visible = [{**entry, "votes_up": live[entry["id"]]["up"],
-                        "votes_down": live[entry["id"]]["down"],
-                        "my_vote": live[entry["id"]]["mine"]} for entry in visible]
-        roots = [entry for entry in visible if not entry["parent_id"]]
-        if sort == "newest":
-            roots.sort(key=lambda entry: entry["created_at"], reverse=True)
-        elif sort == "top":
-            roots.sort(key=lambda entry: (entry["votes_down"] - entry["votes_up"],
-                                          entry["created_at"]))
         limit = limit or self._settings.comment_page_size
-        page_roots = roots[offset:offset + limit]
-        children: dict[str, list[dict]] = {}
-        for entry in visible:
-            if entry["parent_id"]:
-                children.setdefault(entry["parent_id"], []).append(entry)
-        ordered: list[dict[str, Any]] = []
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.getrange(cache.thread_key(site.name, path), 0, cache.BUILD_ID_LENGTH - 1)
+        pipe.get(cache.votes_version_key(site.name, path))
+        build_id, votes_version = await pipe.execute()
+        prepared = self._threads.get(site.name, path)
+        if prepared is None or not build_id or prepared.build_id != build_id:
+            prepared = await self._prepare_thread(site.name, path, votes_version)
+        elif prepared.votes_version != votes_version:
+            # Read after the token, so these votes are at least as new as it says.
+            prepared = PreparedThread.build(prepared.build_id, votes_version, prepared.entries,
+                                            await self._live_votes(site.name, prepared))
+            self._threads.put(site.name, path, prepared)
+        my_votes: dict[str, str] = {}
+        if requester and self._votes is not None:
+            ids = prepared.visible_ids(requester)
+            if ids:
+                reply = await self._my_votes(args=cache.my_votes_args(site.name, requester, ids))
+                my_votes = cache.parse_my_votes(ids, reply)
+        return prepared.answer(path, sort, limit, offset, requester, my_votes)
 
-        def walk(entry: dict[str, Any]) -> None:
-            ordered.append(public_entry(entry, requester))
-            for child in children.get(entry["id"], []):
-                walk(child)
+    async def _prepare_thread(self, site: str, path: str,
+                              votes_version: str | None) -> PreparedThread:
+        """The page's thread from its Redis cache, or from SQL (then cached), with live votes."""
+        thread_key = cache.thread_key(site, path)
+        raw = await self._redis.get(thread_key)
+        build_id, entries = cache.decode_thread(raw) if raw is not None else ("", [])
+        if not build_id:  # not cached, or cached by a version without build ids
+            stored = await self._run_sql(comment_store.thread, self._database, site, path)
+            entries = [comment.as_cache_entry() for comment in stored]
+            build_id = cache.new_build_id()
+            await self._redis.set(thread_key, cache.encode_thread(entries, build_id),
+                                  ex=cache.THREAD_TTL_S)
+        unvoted = PreparedThread.build(build_id, votes_version, entries, {})
+        prepared = PreparedThread.build(build_id, votes_version, entries,
+                                        await self._live_votes(site, unvoted))
+        self._threads.put(site, path, prepared)
+        return prepared
 
-        for root in page_roots:
-            walk(root)
-        approved = sum(1 for entry in entries if entry["status"] == "approved")
-        next_offset = offset + limit if offset + limit < len(roots) else None
-        return {"path": path, "total": approved, "comments": ordered,
-                "next_offset": next_offset}
+    async def _live_votes(self, site: str, prepared: PreparedThread) -> dict[str, dict]:
+        """Votes live in the write-behind counters, newer than the cached thread; pending
+        comments have none."""
+        if self._votes is None:
+            return {}
+        ids = [entry["id"] for entry in prepared.entries if entry["status"] != "pending"]
+        return await self._votes.vote_totals(site, ids) if ids else {}
 
     async def vote(self, site: SiteRecord, comment_id: str, choice: str,
                    visitor_id: str) -> dict[str, Any]:
@@ -248,9 +244,14 @@ class CommentService:
         if self._votes is None:
             raise RuntimeError("CommentService was built without a vote counter")
         result = await self._votes.vote(site, comment_id, choice, visitor_id)
-        await self._redis.publish(events.LIVE_CHANNEL, events.LiveEvent(
+        pipe = self._redis.pipeline(transaction=False)
+        # After the vote: a reader that reads the token before the votes is never behind it.
+        pipe.set(cache.votes_version_key(site.name, comment.path), cache.new_votes_version(),
+                 ex=cache.THREAD_TTL_S)
+        pipe.publish(events.LIVE_CHANNEL, events.LiveEvent(
             "comment_votes", site.name, comment.path,
             {"id": comment_id, "up": result["up"], "down": result["down"]}).encode())
+        await pipe.execute()
         return {"id": comment_id, **result}
 
     async def counts(self, site: str, paths: list[str]) -> dict[str, int]:
@@ -272,7 +273,9 @@ class CommentService:
 
     # -- checks ----------------------------------------------------------------------------
 
-    def _check_body(self, body: str) -> str:
+    def _check_body(self, body: str) -> tuple[str, str]:
+        """The body as stored, and its HTML: rendered here once, for this check and for the
+        answer (the widget shows its reader's comment at once), and stored as it is."""
         # NUL as CommonMark reads it (U+FFFD): PostgreSQL cannot store it in text. Other
         # control characters (terminal escapes, bells) have no place in a comment: dropped,
         # so no later reader (a terminal, a mail client) ever receives them.
@@ -283,9 +286,10 @@ class CommentService:
         if len(body) > limit:
             raise InvalidInput(f"The comment is longer than {limit} characters.",
                                details={"field": "body"})
-        if not re.sub(r"<[^>]*>", "", render_markdown(body)).strip():
+        html = render_markdown(body)
+        if not re.sub(r"<[^>]*>", "", html).strip():
             raise InvalidInput("The comment has no visible text.", details={"field": "body"})
-        return body
+        return body, html
 
     @staticmethod
     def _check_email(email: str) -> str:
@@ -310,23 +314,29 @@ class CommentService:
                                details={"field": "author_website"})
         return website
 
-    async def _check_rate(self, site: str, visitor: str, network: str) -> None:
+    async def _queue(self, site: SiteRecord, visitor: str, network: str, body: str,
+                     event: dict[str, Any]) -> None:
+        """Charge the comment rate limits, refuse a duplicate, record the edit token and put
+        the comment on the submission stream: one script, so one round trip, and a comment
+        refused by a limit leaves no token and no duplicate mark behind."""
         window = self._settings.comment_rate_window_s
-        limit = self._settings.comment_rate_limit
-        pipe = self._redis.pipeline(transaction=False)
-        checked = [("visitor", visitor)] + ([("ip", network)] if network else [])
-        for kind, value in checked:
-            key = cache.rate_key(site, kind, value)
-            pipe.incr(key)
-            pipe.expire(key, window, nx=True)
-            pipe.ttl(key)
-        replies = await pipe.execute()
-        for index in range(len(checked)):
-            count, ttl = replies[index * 3], replies[index * 3 + 2]
-            if count > limit:
-                retry = max(int(ttl), 1)
-                raise RateLimited(f"At most {limit} comments per {window} s; try again in "
-                                  f"{retry} s.", retry)
+        limit = site_limit(self._settings, site, "comment_rate_limit")  # 0: no limit
+        charged = [("visitor", visitor)] + ([("ip", network)] if network else [])
+        rate_keys = [cache.rate_key(site.name, kind, value) for kind, value in charged] \
+            if limit else []
+        body_sha = hashlib.sha256(body.encode()).hexdigest()[:16]
+        keys = [*rate_keys, cache.duplicate_key(site.name, event["path"], visitor, body_sha),
+                cache.token_key(event["id"]), events.SUBMISSION_STREAM]
+        outcome, retry = await self._submit_script(keys=keys, args=[
+            len(rate_keys), limit, window, DUPLICATE_WINDOW_S,
+            max(self._settings.comment_edit_window_s, 1), event["edit_token_hash"], site.name,
+            event["path"], SUBMISSION_STREAM_MAXLEN, _json(event)])
+        if outcome == "rate":
+            raise RateLimited(f"At most {limit} comments per {window} s; try again in "
+                              f"{retry} s.", int(retry))
+        if outcome == "duplicate":
+            raise InvalidInput("You posted this same comment here a moment ago.",
+                               code="duplicate_comment", status=409)
 
     async def _check_parent(self, site: str, path: str, parent_id: str) -> None:
         recent = await self._redis.hgetall(cache.token_key(parent_id))
@@ -367,6 +377,4 @@ class CommentService:
 
 
 def _json(value: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))

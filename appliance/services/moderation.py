@@ -17,7 +17,7 @@ from appliance.errors import InvalidInput, UnknownComment
 from appliance.events import LiveEvent
 from appliance.services.comments import public_entry
 from appliance.storage import comment_cache as cache
-from appliance.storage import comment_store
+from appliance.storage import comment_store, salt_store
 from appliance.storage.comment_store import StoredComment
 
 log = logging.getLogger("ovation.comments")
@@ -77,7 +77,10 @@ def moderate(client: redis.Redis, database: pw.Database, comment_ids: list[str],
 
 def ban_author(client: redis.Redis, database: pw.Database, comment_id: str, network: bool = True,
                reason: str = "", remove: bool = True) -> list[str]:
-    """Ban a comment's author from its site, by visitor hash and (optionally) network hash."""
+    """Ban a comment's author from its site, by visitor hash and (optionally) network hash.
+
+    A visitor ban is permanent; a network ban lasts as long as the salt of the comment's IP
+    hash is kept (OVATION_IP_SALT_RETENTION_DAYS), then matches nothing."""
     comment = comment_store.get_comment(database, comment_id)
     if comment is None:
         raise UnknownComment(f"No comment with id {comment_id}.")
@@ -85,7 +88,9 @@ def ban_author(client: redis.Redis, database: pw.Database, comment_id: str, netw
     if comment.visitor_hash:
         comment_store.add_ban(database, comment.site, "visitor", comment.visitor_hash, reason)
         banned.append("visitor")
-    if network and comment.ip_hash:
+    # The comment's network hash can match new comments only while the salt it was made
+    # with is kept: past that, a network ban would match nothing, so none is recorded.
+    if network and comment.ip_hash and salt_store.salt_kept_since(database, comment.created_at):
         comment_store.add_ban(database, comment.site, "ip", comment.ip_hash, reason)
         banned.append("network")
     if remove:

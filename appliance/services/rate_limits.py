@@ -15,9 +15,21 @@ from dataclasses import dataclass
 
 from redis import exceptions as redis_errors
 
-from appliance.errors import RateLimited
+from appliance.errors import InvalidInput, RateLimited
+from appliance.settings import Settings
+from appliance.storage.site_store import SiteRecord
 
 log = logging.getLogger("ovation.gateway")
+
+# What a site may override (`platformctl site set S --rate-limit NAME=N`): the deployment's
+# setting of each name, and the largest value accepted. 0 means no limit for that site.
+SITE_LIMITS: dict[str, tuple[str, int]] = {
+    "interactions_per_min": ("rate_interactions_per_min", 1_000_000),
+    "interactions_per_visitor_per_min": ("rate_interactions_per_visitor_per_min", 1_000_000),
+    "reads_per_min": ("rate_reads_per_min", 1_000_000),
+    "admin_per_min": ("rate_admin_per_min", 1_000_000),
+    "comment_rate_limit": ("comment_rate_limit", 10_000),
+}
 
 # ARGV: now_ms, then pairs (interval_ms, burst_ms) matching KEYS.
 # Returns 0 when allowed (and charged), else the milliseconds until the request would be.
@@ -37,6 +49,38 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
+
+
+def site_limit(settings: Settings, site: SiteRecord | None, name: str) -> int:
+    """The limit `name` for this site: its override, else the deployment's setting."""
+    overrides = site.rate_limits if site is not None else {}
+    if name in overrides:
+        return int(overrides[name])
+    return int(getattr(settings, SITE_LIMITS[name][0]))
+
+
+def change_site_limits(current: dict[str, int], changes: list[str]) -> dict[str, int]:
+    """Apply `NAME=N` (override) and `NAME=default` (back to the setting) to a site's
+    overrides; every mistake is an InvalidInput naming the valid choices."""
+    limits = dict(current)
+    for change in changes:
+        name, sep, value = (part.strip() for part in change.partition("="))
+        if not sep or not value:
+            raise InvalidInput(f"Rate limit {change!r} must look like NAME=N or NAME=default.",
+                               details={"field": "rate_limits"})
+        if name not in SITE_LIMITS:
+            raise InvalidInput(f"Unknown rate limit {name!r}; one of: "
+                               f"{', '.join(SITE_LIMITS)}.", details={"field": "rate_limits"})
+        if value == "default":
+            limits.pop(name, None)
+            continue
+        largest = SITE_LIMITS[name][1]
+        if not value.isascii() or not value.isdigit() or int(value) > largest:
+            raise InvalidInput(f"Rate limit {name} must be a whole number from 0 (no limit) "
+                               f"to {largest:,}, or 'default'; got {value!r}.",
+                               details={"field": "rate_limits"})
+        limits[name] = int(value)
+    return limits
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,18 @@ def add_site(database: pw.Database, name: str, origins: list[str], title: str = 
     return record
 
 
-def ensure_site(database: pw.Database, name: str, origins: list[str], title: str = "") -> None:
-    """Create the site if missing; otherwise add any of `origins` it lacks (used by `up`)."""
+def ensure_site(database: pw.Database, name: str, origins: list[str], title: str = "",
+                reactions: tuple[str, ...] | None = None) -> None:
+    """Create the site if missing (showing `reactions`, or the defaults); otherwise add any of
+    `origins` it lacks (used by `up`). An existing site's reaction types are its owner's."""
     existing = site_store.get_site(database, name)
     if existing is None:
         try:
-            add_site(database, name, origins, title)
+            record = add_site(database, name, origins, title)
         except Conflict:
-            pass
+            return
+        if reactions is not None:
+            site_store.update_site(database, dataclasses.replace(record, reactions=reactions))
         return
     wanted = tuple(dict.fromkeys(existing.origins + tuple(normalise_origin(o) for o in origins)))
     if wanted != existing.origins:

@@ -2,20 +2,29 @@
 
 | key | type | holds |
 | --- | --- | --- |
-| ov:thread:SITE|PATH | string (JSON) | the page's thread as the listener last built it; expires |
+| ov:thread:SITE|PATH | string | build id, newline, JSON: the thread as last read from SQL |
+| ov:cvotes:SITE|PATH | string | a random token, replaced on every vote on the page's comments |
 | ov:ccount:SITE|PATH | string | the page's approved-comment count; expires |
 | ov:ctok:ID | hash | a new comment's edit-token hash, page and author, for the edit window |
 | ov:rl:comment:SITE:KIND:HASH | string | comments posted in the current rate window |
 | ov:dup:SITE|PATH|VISITOR|SHA | string | the same body from the same visitor on the same page |
+
+The thread and vote-token keys expire; the listener drops a page's thread on every change of
+its comments (and a reader builds it again), a vote replaces the page's vote token: a reader
+holding a prepared thread (services/thread_view.py) checks both, a few bytes, per read.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
+
+from appliance.storage.counter_store import PREFIX, comment_target, page_member
 
 THREAD_TTL_S = 3600
 COUNT_TTL_S = 86400
+BUILD_ID_LENGTH = 16  # hex characters
 
 
 def thread_key(site: str, path: str) -> str:
@@ -38,9 +47,83 @@ def duplicate_key(site: str, path: str, visitor: str, body_sha: str) -> str:
     return f"ov:dup:{site}|{path}|{visitor}|{body_sha}"
 
 
-def encode_thread(entries: list[dict[str, Any]]) -> str:
-    return json.dumps(entries, separators=(",", ":"))
+# A new comment from the web, in one step: charge the rate limits (every key, then refuse if any
+# is over), refuse a duplicate, record the edit token, queue the comment for the listener.
+# KEYS: rate keys (ARGV[1] of them: visitor, then network), duplicate key, token key, stream.
+# ARGV: rate key count, limit, window_s, duplicate_ttl_s, token_ttl_s, token_hash, site,
+#       path, stream maxlen (approximate), event JSON.
+# Returns {'queued', 0}, {'rate', retry_after_s} or {'duplicate', 0}.
+SUBMIT_SCRIPT = """
+local n, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local retry = nil
+for i = 1, n do
+  local count = redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], window, 'NX')
+  if count > limit and not retry then
+    retry = math.max(redis.call('TTL', KEYS[i]), 1)
+  end
+end
+if retry then return {'rate', retry} end
+if not redis.call('SET', KEYS[n + 1], '1', 'NX', 'EX', ARGV[4]) then return {'duplicate', 0} end
+redis.call('HSET', KEYS[n + 2], 'token_hash', ARGV[6], 'site', ARGV[7], 'path', ARGV[8])
+redis.call('EXPIRE', KEYS[n + 2], ARGV[5])
+redis.call('XADD', KEYS[n + 3], 'MAXLEN', '~', ARGV[9], '*', 'kind', 'comment', 'body', ARGV[10])
+return {'queued', 0}
+"""
 
 
-def decode_thread(raw: str) -> list[dict[str, Any]]:
-    return json.loads(raw)
+def votes_version_key(site: str, path: str) -> str:
+    return f"ov:cvotes:{site}|{path}"
+
+
+def new_build_id() -> str:
+    return secrets.token_hex(BUILD_ID_LENGTH // 2)
+
+
+def new_votes_version() -> str:
+    """A fresh random token, never a counter: a counter that expired and started again could
+    repeat a value a reader still holds, and the reader would keep stale votes."""
+    return secrets.token_hex(8)
+
+
+def encode_thread(entries: list[dict[str, Any]], build_id: str) -> str:
+    """The cached thread: its build id first, so a reader that holds this build already can
+    tell with a `GETRANGE` of a few bytes instead of fetching and decoding the whole thread."""
+    return build_id + "\n" + json.dumps(entries, separators=(",", ":"))
+
+
+def decode_thread(raw: str) -> tuple[str, list[dict[str, Any]]]:
+    """(build id, entries); the build id is "" for a value without one."""
+    if raw.startswith("["):  # cached by a version before build ids
+        return "", json.loads(raw)
+    build_id, _, body = raw.partition("\n")
+    return build_id, json.loads(body)
+
+
+# A visitor's votes on comments, one character each ("u", "d", or "-" for none), read where the
+# vote script keeps them: field `vote|VISITOR` of the comment's per-visitor state hash
+# (`vs:SITE|~c/ID`, see counter_store). One script, so a thread of hundreds of comments costs
+# one reply to parse rather than one per comment.
+# ARGV: state key prefix (`ov:{c}:vs:SITE|~c/`), field, comment ids...
+MY_VOTES_SCRIPT = """
+local prefix, field = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local choice = redis.call('HGET', prefix .. ARGV[i], field)
+  out[#out + 1] = choice == 'up' and 'u' or (choice == 'down' and 'd' or '-')
+end
+return table.concat(out)
+"""
+_VOTE_CHOICES = {"u": "up", "d": "down"}
+
+
+def my_votes_args(site: str, visitor: str, comment_ids: list[str]) -> list[str]:
+    prefix = f"{PREFIX}vs:{page_member(site, comment_target(''))}"
+    return [prefix, f"vote|{visitor}", *comment_ids]
+
+
+def parse_my_votes(comment_ids: list[str], reply: str | bytes) -> dict[str, str]:
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    return {comment_id: _VOTE_CHOICES[mark] for comment_id, mark in zip(comment_ids, text,
+                                                                          strict=True)
+            if mark in _VOTE_CHOICES}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,10 +196,13 @@ def add_ban(database: pw.Database, site: str, kind: str, value_hash: str, reason
         return bool(inserted)
 
 
-def is_banned(database: pw.Database, site: str, visitor_hash: str, ip_hash: str) -> bool:
+def is_banned(database: pw.Database, site: str, visitor_hash: str,
+              ip_hashes: str | Sequence[str]) -> bool:
+    """`ip_hashes`: the client's network hash, or its hashes under every retained salt."""
+    networks = [ip_hashes] if isinstance(ip_hashes, str) else list(ip_hashes)
+    networks = [network for network in networks if network]
+    banned = (Ban.kind == "visitor") & (Ban.value_hash == visitor_hash)
+    if networks:
+        banned |= (Ban.kind == "ip") & Ban.value_hash.in_(networks)
     with database.connection_context():
-        return (Ban.select().join(Site)
-                .where((Site.name == site)
-                       & (((Ban.kind == "visitor") & (Ban.value_hash == visitor_hash))
-                          | ((Ban.kind == "ip") & (Ban.value_hash == ip_hash))))
-                .exists())
+        return Ban.select().join(Site).where((Site.name == site) & banned).exists()

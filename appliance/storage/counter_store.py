@@ -8,7 +8,8 @@ also run on Redis Cluster. A page's live total for a reaction type is always
 and every script that changes one of the three keeps that sum unchanged (except by the
 interaction it records), so no reader sees a count move backwards at flush time.
 
-Keys (P = `ov:{c}:`; a page is `SITE|PATH`, a counter field is `SITE|TYPE|PATH`):
+Keys (P = `ov:{c}:`; a page is `SITE|PATH`, a counter field is `SITE|FIELD|PATH` where FIELD is
+a type, or `TYPE.PART` for a choice option or a score's sum and count):
 
 | key | type | holds |
 | --- | --- | --- |
@@ -17,11 +18,12 @@ Keys (P = `ov:{c}:`; a page is `SITE|PATH`, a counter field is `SITE|TYPE|PATH`)
 | P flush_gen | integer | counts finished flushes, so a seed can tell that one happened |
 | P hll_dirty / P hll_inflight | set | pages whose unique-visitor estimate changed |
 | P sql:PAGE | hash | cached SQL totals of a page (type -> total, `_` marks presence) |
-| P vs:PAGE | hash | per-visitor state: `TYPE|VISITOR` -> given amount / 1 for a toggle |
+| P vs:PAGE | hash | per-visitor state: `TYPE|VISITOR` -> amount given / 1 (toggle) / key / score |
 | P seen:TYPE|VISITOR|PAGE | string | windowed dedup (views), expires with the window |
 | P hll:PAGE | HyperLogLog | distinct visitors of a page |
 | P live:PAGE | string | live-update throttle for a page |
 | P stats | hash | interactions accepted, by type (for /metrics) |
+| P plugin_errors / P plugin_last_error | hash | plugin hooks that raised, by type |
 | P dash:rate:BUCKET | hash | interactions by type in one 10-second bucket (dashboard) |
 | P dash:pages:BUCKET | sorted set | interactions by page (`SITE|PATH`) in one bucket (dashboard) |
 | P dash:day:DAY / P dash:daypages:DAY | hash / sorted set | the same for a UTC day |
@@ -120,17 +122,18 @@ def sql_cache_key(member: str) -> str:
     return f"{PREFIX}sql:{member}"
 
 
-# Shared Lua: the live totals and a visitor's state for one page.
+# Shared Lua: the live totals and a visitor's state for one page. `fields` are totals keys
+# (a type, or TYPE.PART for choices and scores); `types` the types whose visitor state is read.
 _TOTALS_LUA = """
 local P, CACHE_TTL = ARGV[1], ARGV[2]
-local function page_totals(site, path, types, visitor, out)
+local function page_totals(site, path, fields, types, visitor, out)
   local member = site .. '|' .. path
   local cache = P .. 'sql:' .. member
   local cached = redis.call('EXPIRE', cache, CACHE_TTL)  -- 1 if present; kept while in use
   out[#out + 1] = cached
-  for _, t in ipairs(types) do
-    local field = site .. '|' .. t .. '|' .. path
-    local total = tonumber(redis.call('HGET', cache, t) or '0')
+  for _, f in ipairs(fields) do
+    local field = site .. '|' .. f .. '|' .. path
+    local total = tonumber(redis.call('HGET', cache, f) or '0')
       + tonumber(redis.call('HGET', P .. 'pending', field) or '0')
       + tonumber(redis.call('HGET', P .. 'inflight', field) or '0')
     out[#out + 1] = total
@@ -138,7 +141,7 @@ local function page_totals(site, path, types, visitor, out)
   if visitor ~= '' then
     local vs = P .. 'vs:' .. member
     for _, t in ipairs(types) do
-      out[#out + 1] = tonumber(redis.call('HGET', vs, t .. '|' .. visitor) or '0')
+      out[#out + 1] = redis.call('HGET', vs, t .. '|' .. visitor) or ''
     end
   end
   return cached
@@ -150,30 +153,44 @@ local function split(text)
 end
 """
 
-# ARGV: prefix, cache_ttl_s, site, types(csv), visitor, path1, path2, ...
+# ARGV: prefix, cache_ttl_s, site, fields(csv), types(csv), visitor, path1, path2, ...
 TOTALS_SCRIPT = _TOTALS_LUA + """
 local out = {}
-local types = split(ARGV[4])
-for i = 6, #ARGV do
-  page_totals(ARGV[3], ARGV[i], types, ARGV[5], out)
+local fields, types = split(ARGV[4]), split(ARGV[5])
+for i = 7, #ARGV do
+  page_totals(ARGV[3], ARGV[i], fields, types, ARGV[6], out)
 end
 return out
 """
 
-# ARGV: prefix, cache_ttl_s, site, types(csv), visitor, path, reaction, kind, action, amount,
-#       cap, window_s, coalesce_ms[, stats_bucket, stats_day, bucket_ttl_s, day_ttl_s,
-#       top_pages_cap] (the last five optional: the dashboard's statistics, see `live_stats_args`)
-# Returns: {applied_delta, publish_due, cached, totals..., states...}
+# One interaction under its kind's rules (see appliance/plugin_api.py):
+#   counter: add `value` (an amount), within the per-visitor cap and dedup window;
+#   toggle:  add or remove the visitor's one;
+#   choice:  make `value` (an option key) the visitor's one choice, or remove it;
+#   score:   make `value` (a number) the visitor's score (TYPE.sum and TYPE.count), or remove it.
+# ARGV: prefix, cache_ttl_s, site, fields(csv), types(csv), visitor, path, reaction, kind,
+#       action, value, cap, window_s, coalesce_ms[, stats_bucket, stats_day, bucket_ttl_s,
+#       day_ttl_s, top_pages_cap] (the last five optional: the dashboard's statistics, see
+#       `live_stats_args`)
+# Returns: {delta, changed, publish_due, cached, totals..., states...}; `delta` is the change of
+# the type's one total (amount, toggles, choices made, scores given), `changed` whether anything
+# moved (changing a choice or a score moves parts without moving that total).
 INTERACT_SCRIPT = _TOTALS_LUA + """
-local site, visitor, path = ARGV[3], ARGV[5], ARGV[6]
-local reaction, kind, action = ARGV[7], ARGV[8], ARGV[9]
-local amount, cap, window = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local site, visitor, path = ARGV[3], ARGV[6], ARGV[7]
+local reaction, kind, action, value = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local cap, window = tonumber(ARGV[12]), tonumber(ARGV[13])
 local member = site .. '|' .. path
 local vs = P .. 'vs:' .. member
 local state_field = reaction .. '|' .. visitor
-local delta = 0
+local delta, changed = 0, 0
+local function bump(part, by)
+  if by ~= 0 then
+    redis.call('HINCRBY', P .. 'pending', site .. '|' .. part .. '|' .. path, by)
+    changed = 1
+  end
+end
 if kind == 'counter' then
-  delta = amount
+  delta = tonumber(value)
   if window > 0 then
     local seen = P .. 'seen:' .. reaction .. '|' .. visitor .. '|' .. member
     if not redis.call('SET', seen, '1', 'NX', 'EX', window) then delta = 0 end
@@ -183,6 +200,7 @@ if kind == 'counter' then
     delta = math.max(math.min(delta, cap - given), 0)
   end
   if cap > 0 and delta > 0 then redis.call('HINCRBY', vs, state_field, delta) end
+  bump(reaction, delta)
 elseif kind == 'toggle' then
   local current = redis.call('HGET', vs, state_field)
   if action == 'add' and not current then
@@ -192,39 +210,62 @@ elseif kind == 'toggle' then
     redis.call('HDEL', vs, state_field)
     delta = -1
   end
+  bump(reaction, delta)
+elseif kind == 'choice' then
+  local current = redis.call('HGET', vs, state_field)
+  if action == 'add' and current ~= value then
+    if current then bump(reaction .. '.' .. current, -1) else delta = 1 end
+    bump(reaction .. '.' .. value, 1)
+    redis.call('HSET', vs, state_field, value)
+  elseif action == 'remove' and current then
+    bump(reaction .. '.' .. current, -1)
+    redis.call('HDEL', vs, state_field)
+    delta = -1
+  end
+elseif kind == 'score' then
+  local current = tonumber(redis.call('HGET', vs, state_field) or '')
+  if action == 'add' and current ~= tonumber(value) then
+    bump(reaction .. '.sum', tonumber(value) - (current or 0))
+    if not current then delta = 1 end
+    bump(reaction .. '.count', delta)
+    changed = 1
+    redis.call('HSET', vs, state_field, value)
+  elseif action == 'remove' and current then
+    bump(reaction .. '.sum', -current)
+    bump(reaction .. '.count', -1)
+    redis.call('HDEL', vs, state_field)
+    delta = -1
+  end
 else
   return redis.error_reply('unknown kind ' .. kind)
 end
-if delta ~= 0 then
-  redis.call('HINCRBY', P .. 'pending', site .. '|' .. reaction .. '|' .. path, delta)
-end
 redis.call('HINCRBY', P .. 'stats', reaction, 1)
-if ARGV[14] then
-  local bucket_ttl, day_ttl, top = ARGV[16], ARGV[17], tonumber(ARGV[18])
+if ARGV[15] then
+  local bucket_ttl, day_ttl, top = ARGV[17], ARGV[18], tonumber(ARGV[19])
   local function count_page(key, ttl)
     redis.call('ZINCRBY', key, 1, member)
     if redis.call('ZCARD', key) > top then redis.call('ZREMRANGEBYRANK', key, 0, -top - 1) end
     redis.call('EXPIRE', key, ttl)
   end
-  local rate, day = P .. 'dash:rate:' .. ARGV[14], P .. 'dash:day:' .. ARGV[15]
+  local rate, day = P .. 'dash:rate:' .. ARGV[15], P .. 'dash:day:' .. ARGV[16]
   redis.call('HINCRBY', rate, reaction, 1)
   redis.call('EXPIRE', rate, bucket_ttl)
   redis.call('HINCRBY', day, reaction, 1)
   redis.call('EXPIRE', day, day_ttl)
-  count_page(P .. 'dash:pages:' .. ARGV[14], bucket_ttl)
-  count_page(P .. 'dash:daypages:' .. ARGV[15], day_ttl)
-  redis.call('PFADD', P .. 'dash:uv:' .. ARGV[15], visitor)
-  redis.call('EXPIRE', P .. 'dash:uv:' .. ARGV[15], day_ttl)
+  count_page(P .. 'dash:pages:' .. ARGV[15], bucket_ttl)
+  count_page(P .. 'dash:daypages:' .. ARGV[16], day_ttl)
+  redis.call('PFADD', P .. 'dash:uv:' .. ARGV[16], visitor)
+  redis.call('EXPIRE', P .. 'dash:uv:' .. ARGV[16], day_ttl)
 end
 if redis.call('PFADD', P .. 'hll:' .. member, visitor) == 1 then
   redis.call('SADD', P .. 'hll_dirty', member)
 end
 local publish_due = 0
-if delta ~= 0 and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[13]) then
+if changed == 1 and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[14]) then
   publish_due = 1
 end
-local out = {delta, publish_due}
-page_totals(site, path, split(ARGV[4]), visitor, out)
+local out = {delta, changed, publish_due}
+page_totals(site, path, split(ARGV[4]), split(ARGV[5]), visitor, out)
 return out
 """
 
@@ -249,7 +290,7 @@ if previous ~= choice then
   redis.call('HINCRBY', P .. 'stats', 'vote', 1)
 end
 local out = {}
-page_totals(site, target, {'up', 'down'}, '', out)
+page_totals(site, target, {'up', 'down'}, {}, '', out)
 out[#out + 1] = previous
 return out
 """
@@ -316,16 +357,19 @@ return #entries / 2
 
 # Drop the live throttle and read the totals to publish, in one step, so that any interaction
 # after this read takes the throttle again and causes its own publish.
-# ARGV: prefix, cache_ttl_s, types(csv), site1, path1, site2, path2, ...
+# ARGV: prefix, cache_ttl_s, then per page: site, path, fields(csv)
 PUBLISH_TOTALS_SCRIPT = _TOTALS_LUA + """
 local out = {}
-local types = split(ARGV[3])
-for i = 4, #ARGV, 2 do
+for i = 3, #ARGV, 3 do
   redis.call('DEL', P .. 'live:' .. ARGV[i] .. '|' .. ARGV[i + 1])
-  page_totals(ARGV[i], ARGV[i + 1], types, '', out)
+  page_totals(ARGV[i], ARGV[i + 1], split(ARGV[i + 2]), {}, '', out)
 end
 return out
 """
+
+# Plugin hooks that raised, by reaction type (for /metrics and `platformctl plugins list`).
+PLUGIN_ERRORS = PREFIX + "plugin_errors"
+PLUGIN_LAST_ERROR = PREFIX + "plugin_last_error"
 
 
 @dataclass

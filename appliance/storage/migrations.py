@@ -14,6 +14,7 @@ from appliance.storage.models import (
     Comment,
     Counter,
     FlushBatch,
+    IpSalt,
     Page,
     ProcessedEvent,
     SchemaMigration,
@@ -80,11 +81,16 @@ def _plugins_and_site_limits(database: pw.Database) -> None:
         database.execute_sql("ALTER TABLE counter ALTER COLUMN reaction TYPE VARCHAR(64)")
 
 
+def _ip_salts(database: pw.Database) -> None:
+    database.create_tables([IpSalt])
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "comment moderation, votes, admin tokens and bans", _comments_and_admin),
     (3, "notification webhooks and e-mail subscriptions", _notifications),
     (4, "per-site reaction types and rate limits", _plugins_and_site_limits),
+    (5, "rotating salts of the IP hashes", _ip_salts),
 )
 
 

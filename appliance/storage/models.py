@@ -136,6 +136,16 @@ class ProcessedEvent(BaseModel):
     processed_at = pw.DateTimeField(default=utcnow)
 
 
+class IpSalt(BaseModel):
+    """A random salt of the IP hashes, current from `starts_at_s` (Unix time) until the next.
+
+    Deleted after the retention period, so the hashes made with it can no longer be linked
+    to an address, not even by whoever holds the secret key (migration 5)."""
+
+    starts_at_s = pw.BigIntegerField(unique=True)  # one salt per rotation slot, whoever makes it
+    salt = pw.CharField(max_length=64)
+
+
 class SchemaMigration(BaseModel):
     version = pw.IntegerField(primary_key=True)
     name = pw.CharField(max_length=100)
@@ -144,4 +154,5 @@ class SchemaMigration(BaseModel):
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Site, Page, Counter, UniqueVisitors, FlushBatch, Comment, ProcessedEvent, AdminToken, Ban,
+    IpSalt,
 )

@@ -99,7 +99,9 @@ def run_up(settings: Settings, announce: Callable[[str], None]) -> None:
         database = open_sql(settings, require_schema=False)
         for version, name in migrate(database):
             announce(f"Applied migration {version}: {name}")
-        ensure_site(database, DEMO_SITE, [settings.effective_public_url], "Ovation demo")
+        # The demo shows every bundled kind; a type left out by OVATION_PLUGINS is skipped.
+        ensure_site(database, DEMO_SITE, [settings.effective_public_url], "Ovation demo",
+                    reactions=("view", "like", "applause", "emoji", "stars"))
         database.close()
         supervisor.start_some(list(PROCESS_NAMES))
         url = settings.effective_public_url

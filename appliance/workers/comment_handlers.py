@@ -2,12 +2,19 @@
 
 Each is idempotent (a redelivered event changes nothing twice) and acknowledged only after
 its SQL commit, so a listener killed at any point neither loses nor duplicates a comment.
+New comments read together are stored together (`store_comments`): one transaction, then one
+Redis round trip for the caches, live events and notifications of all of them.
+
+The HTML stored is the one the web rendered and sanitised when it accepted the comment or
+the edit (its answer carried it to the author). It is not sanitised again here: whoever could
+write this stream could as well write the thread cache that readers are served from.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import peewee as pw
@@ -15,8 +22,10 @@ import redis
 
 from appliance.services.moderation import announce, enqueue_notification, refresh_page
 from appliance.services.rendering import render_markdown
+from appliance.storage import comment_cache as cache
 from appliance.storage import comment_store
-from appliance.storage.site_store import get_site
+from appliance.storage.comment_store import StoredComment
+from appliance.storage.site_store import SiteRecord, get_site
 
 log = logging.getLogger("ovation.listener")
 
@@ -25,9 +34,16 @@ class NotStoredYet(Exception):
     """An edit or delete arrived before its comment (several listeners): retried later."""
 
 
+def body_html(body: dict[str, Any]) -> str:
+    """The event's HTML, or the Markdown rendered here for an event queued without one (by a
+    version that left rendering to the listener)."""
+    html = body.get("body_html")
+    return html if isinstance(html, str) else render_markdown(body["body_markdown"])
+
+
 def handle_comment(client: redis.Redis, database: pw.Database, max_depth: int,
                    body: dict[str, Any]) -> None:
-    fields = {**body, "body_html": render_markdown(body["body_markdown"])}
+    fields = {**body, "body_html": body_html(body)}
     inserted = comment_store.insert_comment(database, fields, max_depth)
     comment = comment_store.get_comment(database, body["id"])
     if comment is None:
@@ -42,22 +58,73 @@ def handle_comment(client: redis.Redis, database: pw.Database, max_depth: int,
              comment.id, comment.site, comment.path, comment.status)
 
 
+def store_comments(client: redis.Redis, database: pw.Database, max_depth: int,
+                   bodies: Sequence[dict[str, Any]]) -> list[bool]:
+    """Store new comments in one transaction, then refresh their pages and announce and
+    notify them in one Redis round trip. Returns, per comment, whether it is stored (now or
+    before: a redelivery): one that failed spoils only itself (its savepoint is rolled back),
+    and the caller handles it on its own, with retries. Raises if the transaction fails."""
+    inserted: dict[str, bool] = {}
+    with database.connection_context():
+        with database.atomic():
+            for body in bodies:
+                try:  # insert_comment nests a savepoint in this transaction
+                    inserted[body["id"]] = comment_store.insert_comment(
+                        database, {**body, "body_html": body_html(body)}, max_depth)
+                except Exception as exc:
+                    log.warning("comment %s not stored with its batch: %s", body.get("id"), exc)
+        stored = {comment.id: comment for comment in
+                  comment_store.get_comments(database, list(inserted))}
+        comments = [stored[body["id"]] for body in bodies if body["id"] in stored]
+        counts: dict[tuple[str, str], int] = {}
+        for site in {comment.site for comment in comments}:
+            paths = sorted({comment.path for comment in comments if comment.site == site})
+            for path, count in comment_store.approved_counts(database, site, paths).items():
+                counts[(site, path)] = count
+        sites = {site: get_site(database, site) for site in {c.site for c in comments}}
+        parent_ids = [c.parent_id for c in comments if c.status == "approved" and c.parent_id]
+        parents = ({parent.id: parent for parent in
+                    comment_store.get_comments(database, parent_ids)} if parent_ids else {})
+    pipe = client.pipeline(transaction=False)
+    for site, path in counts:  # as refresh_page: the thread is rebuilt on its next read
+        pipe.delete(cache.thread_key(site, path))
+        pipe.set(cache.count_key(site, path), counts[(site, path)], ex=cache.COUNT_TTL_S)
+    for comment in comments:
+        # A redelivery (stored before, the listener died before acknowledging) is announced
+        # and notified again: at least once; pages and notifiers dedupe by id.
+        if comment.status == "approved":
+            announce(pipe, "comment", comment, counts[(comment.site, comment.path)])
+        _enqueue_notifications(pipe, comment, sites[comment.site],
+                               parents.get(comment.parent_id or ""))
+    pipe.execute()
+    for comment in comments:
+        log.info("%s comment %s on %s%s (%s)", "stored" if inserted[comment.id]
+                 else "re-announced", comment.id, comment.site, comment.path, comment.status)
+    return [body["id"] in stored for body in bodies]
+
+
 def _notify(client: redis.Redis, database: pw.Database, comment) -> None:
-    site = get_site(database, comment.site)
+    parent = (comment_store.get_comment(database, comment.parent_id)
+              if comment.status == "approved" and comment.parent_id else None)
+    _enqueue_notifications(client, comment, get_site(database, comment.site), parent)
+
+
+def _enqueue_notifications(client: redis.Redis, comment: StoredComment,
+                           site: SiteRecord | None, parent: StoredComment | None) -> None:
+    """The site owner's notice of a new comment and the reply notice to the parent's author
+    (`parent`: the comment replied to, read only for an approved reply)."""
     base = {"site": comment.site, "path": comment.path, "comment_id": comment.id,
             "author_name": comment.author_name, "status": comment.status}
     if site is not None and site.owner_email:
         kind = "new_comment" if comment.status == "approved" else "pending_comment"
         enqueue_notification(client, kind, {**base, "to": site.owner_email,
                                             "idempotency_key": f"{kind}:{comment.id}"})
-    if comment.status == "approved" and comment.parent_id:
-        parent = comment_store.get_comment(database, comment.parent_id)
-        if (parent is not None and parent.notify_replies and parent.author_email
-                and parent.visitor_hash != comment.visitor_hash):
-            enqueue_notification(client, "reply", {
-                **base, "to": parent.author_email, "parent_id": parent.id,
-                "to_visitor_hash": parent.visitor_hash,
-                "idempotency_key": f"reply:{comment.id}"})
+    if (comment.status == "approved" and parent is not None and parent.notify_replies
+            and parent.author_email and parent.visitor_hash != comment.visitor_hash):
+        enqueue_notification(client, "reply", {
+            **base, "to": parent.author_email, "parent_id": parent.id,
+            "to_visitor_hash": parent.visitor_hash,
+            "idempotency_key": f"reply:{comment.id}"})
 
 
 def handle_edit(client: redis.Redis, database: pw.Database, body: dict[str, Any]) -> None:
@@ -67,8 +134,8 @@ def handle_edit(client: redis.Redis, database: pw.Database, body: dict[str, Any]
     edited_at = dt.datetime.fromisoformat(body["edited_at"])
     if comment.edited_at is not None and comment.edited_at >= edited_at:
         return  # a redelivery, or an older edit arriving late
-    comment_store.update_body(database, comment.id, body["body_markdown"],
-                              render_markdown(body["body_markdown"]), edited_at)
+    comment_store.update_body(database, comment.id, body["body_markdown"], body_html(body),
+                              edited_at)
     updated = comment_store.get_comment(database, comment.id)
     count = refresh_page(client, database, comment.site, comment.path)
     if updated.status == "approved":

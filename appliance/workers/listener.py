@@ -1,8 +1,9 @@
-"""The listener: consumes the publish (and, with the comments issue, submission) streams."""
+"""The listener: consumes the publish and submission streams (new pages, new comments)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -14,7 +15,7 @@ from appliance.errors import InvalidPath
 from appliance.paths import normalise_path
 from appliance.storage import publication_store
 from appliance.storage.models import Page, ProcessedEvent, Site, utcnow
-from appliance.workers.comment_handlers import comment_handlers
+from appliance.workers.comment_handlers import comment_handlers, store_comments
 from appliance.workers.stream_consumer import StreamConsumer, publish_event
 
 log = logging.getLogger("ovation.listener")
@@ -77,10 +78,64 @@ def _published_at(value: Any) -> dt.datetime:
     return when
 
 
+class Listener(StreamConsumer):
+    """The stream consumer, storing each run of new comments of one read together."""
+
+    def __init__(self, client: redis.Redis, database: pw.Database, comment_max_depth: int
+                 ) -> None:
+        super().__init__(
+            client, [events.PUBLISH_STREAM, events.SUBMISSION_STREAM], events.LISTENER_GROUP, {
+                "publish": lambda event_id, body: handle_publish(database, client, event_id,
+                                                                 body),
+                **comment_handlers(client, database, comment_max_depth),
+            })
+        self.database = database
+        self.comment_max_depth = comment_max_depth
+
+    def _handle_many(self, stream: str, messages: list) -> int:
+        """Messages in stream order; consecutive new comments go to `_store_run` together
+        (an edit or delete between them ends the run, so it never overtakes its comment)."""
+        handled, run = 0, []
+        for message_id, fields in messages:
+            body = _comment_body(fields)
+            if body is not None:
+                run.append((message_id, fields, body))
+                continue
+            handled += self._store_run(stream, run)
+            run = []
+            handled += self._handle(stream, message_id, fields)
+        return handled + self._store_run(stream, run)
+
+    def _store_run(self, stream: str, run: list) -> int:
+        if len(run) < 2:  # nothing to share: the usual path, retries and dead letters included
+            return sum(self._handle(stream, message_id, fields) for message_id, fields, _ in run)
+        try:
+            stored = store_comments(self.client, self.database, self.comment_max_depth,
+                                    [body for _, _, body in run])
+        except Exception as exc:  # the transaction, or Redis after it: one by one, retried
+            log.warning("a batch of %d comments failed (%s); handling them one by one",
+                        len(run), exc)
+            stored = [False] * len(run)
+        done = [message_id for (message_id, _, _), ok in zip(run, stored, strict=True) if ok]
+        if done:
+            self.client.xack(stream, self.group, *done)
+            self.stats.handled += len(done)
+        return len(done) + sum(self._handle(stream, message_id, fields)
+                               for (message_id, fields, _), ok in zip(run, stored, strict=True)
+                               if not ok)
+
+
+def _comment_body(fields: dict[str, str] | None) -> dict[str, Any] | None:
+    """The body of a new-comment message fit for a batch, else None (handled on its own)."""
+    if not fields or fields.get("kind") != "comment":
+        return None
+    try:
+        body = json.loads(fields.get("body", ""))
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+
+
 def build_listener(client: redis.Redis, database: pw.Database,
                    comment_max_depth: int = 4) -> StreamConsumer:
-    return StreamConsumer(
-        client, [events.PUBLISH_STREAM, events.SUBMISSION_STREAM], events.LISTENER_GROUP, {
-            "publish": lambda event_id, body: handle_publish(database, client, event_id, body),
-            **comment_handlers(client, database, comment_max_depth),
-        })
+    return Listener(client, database, comment_max_depth)

@@ -100,6 +100,10 @@ class Notifier:
             return "dropped"
         except DeliveryFailed as exc:
             return self._failed(delivery, str(exc), exc.permanent)
+        except (pw.OperationalError, pw.InterfaceError) as exc:
+            # The database is down (a webhook's record, a subscription): an outage, retried
+            # like a network failure, not a bug with a traceback.
+            return self._failed(delivery, f"the database is not reachable: {exc}".strip(), False)
         except Exception as exc:  # a bug or an unexpected library error: retried, logged
             log.exception("delivery %s failed unexpectedly", delivery.id)
             return self._failed(delivery, f"{type(exc).__name__}: {exc}", False)

@@ -67,15 +67,17 @@ class StreamConsumer:
             _, claimed, _ = self.client.xautoclaim(stream, self.group, self.consumer,
                                                    min_idle_time=self.claim_idle_ms,
                                                    count=self.batch)
-            for message_id, fields in claimed:
-                handled += self._handle(stream, message_id, fields)
+            handled += self._handle_many(stream, claimed)
         reply = self.client.xreadgroup(self.group, self.consumer,
                                        dict.fromkeys(self.streams, ">"),
                                        count=self.batch, block=block_ms)
         for stream, messages in reply or []:
-            for message_id, fields in messages:
-                handled += self._handle(stream, message_id, fields)
+            handled += self._handle_many(stream, messages)
         return handled
+
+    def _handle_many(self, stream: str, messages: list) -> int:
+        """Handle one read's messages in order; a subclass may handle runs of them together."""
+        return sum(self._handle(stream, message_id, fields) for message_id, fields in messages)
 
     def run(self) -> None:
         """Loop until `stop_event` is set (by SIGTERM/SIGINT when installed)."""

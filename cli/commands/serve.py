@@ -36,13 +36,15 @@ def serve(
         _serve_web(settings)
     elif name is ProcessName.flusher:
         from appliance.jobs.flusher import run_flusher
+        from appliance.services.ip_salts import SaltPolicy
         from appliance.storage.database import open_database
         from appliance.storage.redis_client import sync_redis
 
         # No reachability check: the flusher must start (and keep retrying) while SQL is down.
         run_flusher(sync_redis(settings), open_database(settings.effective_database_url),
                     settings.flush_interval_s, settings.flush_retry_max_s,
-                    settings.feed_poll_interval_s, settings.max_path_length)
+                    settings.feed_poll_interval_s, settings.max_path_length,
+                    SaltPolicy.from_settings(settings))
     else:
         from appliance.storage.database import open_database
         from appliance.storage.redis_client import sync_redis

@@ -43,11 +43,30 @@ def site_list() -> None:
     """List sites with their origins and page counts."""
     from appliance.storage.site_store import list_sites
 
-    table = Table("site", "title", "origins", "pages", "counts")
+    table = Table("site", "title", "origins", "pages", "counts", "reactions", "rate limits")
     for record, pages in list_sites(_database()):
         table.add_row(record.name, record.title, "\n".join(record.origins) or "-", str(pages),
-                      "any page" if record.accept_unpublished_pages else "published only")
+                      "any page" if record.accept_unpublished_pages else "published only",
+                      _reactions_text(record, "\n"),
+                      _limits_text(record.rate_limits, "\n") or "defaults")
     console.print(table)
+
+
+def _reactions_text(record, separator: str = ", ") -> str:
+    """`view, like, emoji (heart tada)`, or `defaults` when the site has not chosen."""
+    if record.reactions is None:
+        return "defaults"
+    shown = []
+    for name in record.reactions:
+        keys = record.reaction_options.get(name, {}).get("choices")
+        shown.append(f"{name} ({' '.join(keys)})" if keys else name)
+    return separator.join(shown)
+
+
+def _limits_text(limits: dict[str, int], separator: str = ", ") -> str:
+    """A site's rate-limit overrides, e.g. `admin_per_min=0 (no limit), reads_per_min=300`."""
+    return separator.join(f"{name}={value}" + (" (no limit)" if value == 0 else "")
+                          for name, value in sorted(limits.items()))
 
 
 @site_app.command("set")
@@ -71,8 +90,24 @@ def site_set(
     applause_cap: int = typer.Option(None, "--applause-cap", min=1, max=100000,
                                      help="This site's per-visitor applause cap.",
                                      show_default=False),
+    rate_limit: list[str] = typer.Option([], "--rate-limit", metavar="NAME=N",
+                                         help="Override a rate limit for this site "
+                                         "(repeatable; NAME=default removes the override): "
+                                         "interactions_per_min, "
+                                         "interactions_per_visitor_per_min, reads_per_min, "
+                                         "admin_per_min, comment_rate_limit; 0: no limit."),
+    reactions: str = typer.Option(None, "--reactions", metavar="TYPE,TYPE,...",
+                                  help="The reaction types the widget shows, in order, e.g. "
+                                  "view,like,applause,emoji (see `platformctl plugins list`); "
+                                  "`default` for the types that are on by default.",
+                                  show_default=False),
+    choices: list[str] = typer.Option([], "--choices", metavar="TYPE=KEY,KEY,...",
+                                      help="The options a choice type shows on this site, e.g. "
+                                      "emoji=heart,tada (repeatable; TYPE=default for the "
+                                      "plugin's default set)."),
 ) -> None:
-    """Change a site's origins, title, page policy, feed, moderation or owner e-mail."""
+    """Change a site's origins, title, page policy, feed, moderation, owner e-mail or rate
+    limits."""
     import dataclasses
 
     from appliance.jobs.feeds import validate_feed_url
@@ -92,6 +127,9 @@ def site_set(
     record = get_site(database, name)
     if record is None:
         fail(f"no site is named {name!r} (see `platformctl site list`).")
+    from appliance.services.rate_limits import change_site_limits
+
+    rate_limits = change_site_limits(record.rate_limits, rate_limit)
     removed = {normalise_origin(o) for o in remove_origin}
     origins = tuple(dict.fromkeys(
         [o for o in record.origins if o not in removed] + [normalise_origin(o) for o in origin]))
@@ -107,10 +145,20 @@ def site_set(
             **record.reaction_options, "applause": {
                 **record.reaction_options.get("applause", {}),
                 "per_visitor_cap": applause_cap}})
+    updated = dataclasses.replace(updated, rate_limits=rate_limits)
+    if reactions is not None or choices:
+        from appliance.plugin_registry import ReactionRegistry
+        from appliance.services.site_reactions import change_site_reactions
+
+        updated = change_site_reactions(ReactionRegistry.discover(state.settings), updated,
+                                        reactions, choices)
     update_site(database, updated)
     console.print(f"Updated site {name}: origins {', '.join(origins) or 'none'}; "
                   f"{'any page' if updated.accept_unpublished_pages else 'published pages only'}"
                   + (f"; feed {updated.feed_url}" if updated.feed_url else "")
                   + f"; comments: {updated.moderation}"
-                  + (f", notifying {updated.owner_email}" if updated.owner_email else "") + ".",
+                  + (f", notifying {updated.owner_email}" if updated.owner_email else "")
+                  + (f"; rate limits {_limits_text(updated.rate_limits)}"
+                     if updated.rate_limits else "")
+                  + f"; reactions: {_reactions_text(updated)}.",
                   highlight=False, soft_wrap=True)

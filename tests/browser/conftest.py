@@ -53,9 +53,11 @@ class Ovation:
     site: StaticSite
     web: Popen | None = None
     others: list[Popen] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. PYTHONPATH for a plugin
 
     def start_web(self) -> None:
-        self.web = start_process(self.settings, "serve", "web", log=self.log_dir / "web.log")
+        self.web = start_process(self.settings, "serve", "web", log=self.log_dir / "web.log",
+                                 extra_env=self.extra_env)
         wait_http(self.url + "/readyz")
 
     def stop_web(self) -> None:

@@ -160,8 +160,8 @@ async def test_pending_comments_errors_and_load_more(ovation, static_site, new_c
     visitor = await page.evaluate("localStorage.getItem('ovation.visitor')")
     async with httpx.AsyncClient() as http:
         for _ in range(200):
-            thread = await http.get(f"{ovation.url}/api/v1/sites/{MODERATED_SITE}/comments", params={
-                "path": "/posts/held/", "visitor": visitor})
+            thread = await http.get(f"{ovation.url}/api/v1/sites/{MODERATED_SITE}/comments",
+                                    params={"path": "/posts/held/", "visitor": visitor})
             if thread.json()["comments"]:
                 break
             await asyncio.sleep(0.1)

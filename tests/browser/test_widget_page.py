@@ -65,11 +65,15 @@ async def test_every_control_works_from_the_keyboard(ovation, static_site, new_c
 
     await tab_to(page, "Reply", has_text("Reply"))
     await page.keyboard.press("Enter")
+    # Keys go to whatever has focus: wait for the reply box before typing (a loaded machine
+    # may take a moment to open the form).
+    await expect(widget.locator("li.c textarea").first).to_be_focused()
     await page.keyboard.type("And a reply")
     await page.keyboard.press("Escape")  # closes the form, focus goes back to the comment
     await expect(comment).to_be_focused()
     await tab_to(page, "Reply", has_text("Reply"))
     await page.keyboard.press("Enter")
+    await expect(widget.locator("li.c textarea").first).to_be_focused()
     await page.keyboard.type("A reply, sent")
     await tab_to(page, "the reply's Post comment button", "e => e.closest('li') && "
                  "e.textContent === 'Post comment'")

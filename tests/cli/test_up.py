@@ -87,7 +87,9 @@ def test_up_runs_everything_stops_cleanly_and_keeps_totals(tmp_path):
             totals = httpx.get(f"{url}/api/v1/sites/demo/totals",
                                params={"path": "/hello", "visitor": "visitor-one"}).json()
             assert totals["totals"]["applause"] == 7 and totals["totals"]["like"] == 1
-            assert totals["visitor"] == {"like": True, "applause": 7}
+            # The demo site shows every bundled kind: no emoji picked, no rating given yet.
+            assert totals["visitor"] == {"like": True, "applause": 7, "emoji": None,
+                                         "stars": None}
         finally:
             up.send_signal(signal.SIGINT)
             assert up.wait(60) == 0

@@ -82,7 +82,7 @@ def test_the_page_sets_keep_only_their_top_entries(redis_client):
     stats[-1] = 3  # keep three pages
     for index, hits in enumerate([5, 1, 4, 2, 3]):
         for hit in range(hits):
-            interact(keys=[], args=[keys.PREFIX, 60, "blog", "view", f"visitor-{hit}",
+            interact(keys=[], args=[keys.PREFIX, 60, "blog", "view", "view", f"visitor-{hit}",
                                     f"/p{index}", "view", "counter", "add", 1, 0, 0, 250,
                                     *stats])
     day_pages = redis_client.zrange(keys.stats_day_pages_key(keys.stats_day(now)), 0, -1,
@@ -93,8 +93,8 @@ def test_the_page_sets_keep_only_their_top_entries(redis_client):
 
 def test_the_interaction_script_still_accepts_the_arguments_of_old_callers(redis_client):
     interact = CounterScripts.register(redis_client).interact
-    result = interact(keys=[], args=[keys.PREFIX, 60, "blog", "view", "visitor-1", "/p", "view",
-                                     "counter", "add", 1, 0, 0, 250])
+    result = interact(keys=[], args=[keys.PREFIX, 60, "blog", "view", "view", "visitor-1", "/p",
+                                     "view", "counter", "add", 1, 0, 0, 250])
     assert int(result[0]) == 1
     assert not list(redis_client.scan_iter(match=keys.PREFIX + "dash:*"))
 

@@ -2,11 +2,13 @@
 
 Two `platformctl serve web` processes (two hosts: two ports, one Redis, one SQL database), the
 flusher, the listener and the notifier; a private redis-server with AOF (the command Ovation
-uses when it owns Redis); PostgreSQL (tests.conftest.PostgresServer) or a SQLite file.
+uses when it owns Redis); PostgreSQL (tests.conftest.PostgresServer) or a SQLite file; an SMTP
+server and a webhook receiver for the notifications (tests/reliability/receivers.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,15 +18,19 @@ from pathlib import Path
 
 import httpx
 
+from appliance.notify.subscriptions import add_webhook
 from appliance.services.sites import add_site
 from appliance.settings import Settings
 from appliance.storage.database import open_database
 from appliance.storage.migrations import migrate
+from appliance.storage.site_store import get_site, update_site
 from appliance.supervision import owned_redis
 from tests.conftest import PostgresServer, free_port, start_process, stop_process
+from tests.reliability.receivers import Receivers
 
 SITE = "blog"
 ORIGIN = "https://blog.example"
+OWNER = "owner@blog.example"  # gets a new_comment e-mail for every comment
 WORKERS = ("web0", "web1", "flusher", "listener", "notifier")
 
 
@@ -40,10 +46,12 @@ class Rig:
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {"web0": free_port(), "web1": free_port()}
         self.settings: Settings | None = None
+        self.receivers = Receivers()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.receivers.start()
         self.start_redis()
         if self.backend == "postgresql":
             self.postgres = PostgresServer(Path("/tmp") / f"ovation-rel-pg-{os.getpid()}")
@@ -58,10 +66,22 @@ class Rig:
             flush_interval_s=0.5, flush_retry_max_s=1.0, live_coalesce_ms=100,
             rate_interactions_per_min=0, rate_interactions_per_visitor_per_min=0,
             rate_reads_per_min=0, rate_admin_per_min=0,
-            comment_rate_limit=10000, comment_rate_window_s=1)
+            comment_rate_limit=10000, comment_rate_window_s=1,
+            # Edits and deletes of any comment posted during a soak.
+            comment_edit_window_s=7200,
+            # One notification per comment and channel, so "every acknowledged comment was
+            # notified" is an exact check: no digests (window 0, a cap never reached), retries
+            # within a second, and a lease (4 x the timeout) short enough that deliveries of a
+            # killed notifier are made again within the run.
+            smtp_host="127.0.0.1", smtp_port=self.receivers.smtp_port, smtp_security="none",
+            notify_digest_window_s=0, notify_email_cap_per_hour=100000,
+            notify_retry_base_s=0.2, notify_retry_max_s=1.0, notify_max_attempts=50,
+            notify_timeout_s=1.25, notify_webhook_allow_private=True)
         database = open_database(database_url)
         migrate(database)
         add_site(database, SITE, [ORIGIN])
+        update_site(database, dataclasses.replace(get_site(database, SITE), owner_email=OWNER))
+        add_webhook(database, SITE, self.receivers.webhook_url, events=["new_comment"])
         database.close()
         for name in WORKERS:
             self.start_worker(name)
@@ -81,6 +101,7 @@ class Rig:
             except subprocess.CalledProcessError:
                 pass  # already stopped by a fault
             shutil.rmtree(self.postgres.directory, ignore_errors=True)
+        self.receivers.stop()
 
     # -- workers ----------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """One fault-injection scenario: steady mixed load, random crashes, then a ledger check.
 
 Every client records what the appliance acknowledged to it (the `applied` delta of each
-interaction answer, the id of each 202 comment). A request that got no answer (its web was
-killed, Redis was restarting) was not acknowledged: it may or may not have been applied, so it
-widens the allowed range of its counter instead of being counted. At the end, after a final
-flush, SQL must hold every acknowledged delta and comment exactly once.
+interaction answer, the id of each 202 comment, each acknowledged edit, delete and vote). A
+request that got no answer (its web was killed, Redis was restarting) was not acknowledged: it
+may or may not have been applied, so it widens the allowed range of its counter instead of
+being counted. At the end, after a final flush, SQL must hold every acknowledged delta and
+comment exactly once, the last acknowledged edit of each comment and vote of each visitor, and
+every acknowledged comment must have been notified (e-mail and webhook) under one key.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import websockets
 
 from appliance.storage.database import open_database
 from appliance.storage.models import Comment, Counter, Page
+from tests.reliability.comment_clients import CommentLoad
 from tests.reliability.rig import ORIGIN, SITE, Rig
 
 PATHS = [f"/posts/{n}" for n in range(8)]  # already normalised
@@ -60,25 +63,31 @@ class Report:
     scenario: str
     faults: Tally
     acknowledged: int
+    by_kind: dict[str, int]  # the acknowledged operations by kind
     lost: int
     duplicated: int
     recover_s: list[float]
     unanswered: int
     subscribers_caught_up: str
+    notifications: str
     errors: list[str]
+    answers: str = ""  # how requests were answered, by kind (for reading, not in the table)
 
     def row(self) -> str:
         faults = ", ".join(f"{kind} x{n}" for kind, n in sorted(self.faults.items()))
         worst = max(self.recover_s, default=0.0)
         mean = sum(self.recover_s) / len(self.recover_s) if self.recover_s else 0.0
-        return (f"| {self.scenario} | {faults} | {self.acknowledged} | {self.lost} | "
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.by_kind.items())
+        return (f"| {self.scenario} | {faults} | {self.acknowledged} ({kinds}) | "
+                f"{self.lost} | "
                 f"{self.duplicated} | {mean:.1f} s mean, {worst:.1f} s worst | "
-                f"{self.unanswered} | {self.subscribers_caught_up} |")
+                f"{self.unanswered} | {self.subscribers_caught_up} | {self.notifications} |")
 
 
 TABLE_HEAD = ("| scenario | faults injected | operations acknowledged | lost | duplicated | "
-              "time to recover | unanswered (not acknowledged) | subscribers caught up |\n"
-              "| --- | --- | --- | --- | --- | --- | --- | --- |")
+              "time to recover | unanswered (not acknowledged) | subscribers caught up | "
+              "comments notified (redelivered) |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def interaction(rng: random.Random, client: int) -> dict:
@@ -91,18 +100,23 @@ def interaction(rng: random.Random, client: int) -> dict:
 
 class Scenario:
     def __init__(self, rig: Rig, seed: int, http_clients: int = 4, ws_clients: int = 3,
-                 comment_clients: int = 2, subscribers: int = 4) -> None:
+                 comment_clients: int = 2, voters: int = 2, subscribers: int = 4,
+                 faults: bool = True) -> None:
         self.rig = rig
         self.rng = random.Random(seed)
         self.seed = seed
         self.ledger = Ledger()
+        self.comments = CommentLoad(self)
         self.stop = asyncio.Event()
-        self.counts = (http_clients, ws_clients, comment_clients, subscribers)
+        self.counts = (http_clients, ws_clients, comment_clients, voters, subscribers)
+        self.inject_faults = faults
         self.faults: Tally = Tally()
         self.recover_s: list[float] = []
         self.errors: list[str] = []
         self.last_totals: list[dict[str, dict[str, int]]] = [{} for _ in range(subscribers)]
         self.reconnects = 0
+        self.churns = 0  # subscriber reconnections on purpose (connection churn)
+        self.last_failure = ""  # the last failed interaction, for a recovery that never comes
 
     def web_urls(self) -> list[str]:
         return [self.rig.url("web0"), self.rig.url("web1")]
@@ -121,15 +135,18 @@ class Scenario:
         try:
             response = await http.post(f"{url}/api/v1/sites/{SITE}/interactions", json=body,
                                        headers=HEADERS)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self.ledger.unknown(body)
+            self.ledger.statuses["interaction no answer"] += 1
+            self.last_failure = f"{url}: {type(exc).__name__}: {exc}"
             await asyncio.sleep(0.1)
             return False
-        self.ledger.statuses[response.status_code] += 1
+        self.ledger.statuses[f"interaction {response.status_code}"] += 1
         if response.status_code == 200:
             result = response.json()
             self.ledger.ack(result["path"], body["reaction"], result["applied"])
             return True
+        self.last_failure = f"{url}: {response.status_code} {response.text[:300]}"
         if response.status_code >= 500:
             self.ledger.unknown(body)
         else:
@@ -146,7 +163,9 @@ class Scenario:
                 async with websockets.connect(f"{url}/api/v1/sites/{SITE}/live", origin=ORIGIN,
                                               open_timeout=3) as ws:
                     await asyncio.wait_for(ws.recv(), 3)  # hello
-                    while not self.stop.is_set():
+                    budget = rng.randrange(50, 300)  # then a new connection (churn)
+                    while not self.stop.is_set() and budget:
+                        budget -= 1
                         body = interaction(rng, 50 + number)
                         message_id = uuid.uuid4().hex
                         await ws.send(json.dumps({"type": "interact", "id": message_id, **body}))
@@ -167,48 +186,15 @@ class Scenario:
                     self.ledger.unknown(body)
                 await asyncio.sleep(0.1)
 
-    async def comment_client(self, number: int) -> None:
-        rng = random.Random(self.seed * 10000 + number)
-        mine: list[tuple[str, str]] = []  # (id, path) of my acknowledged comments
-        async with httpx.AsyncClient(timeout=5) as http:
-            while not self.stop.is_set():
-                await self.post_comment(http, rng, number, mine)
-                await asyncio.sleep(0.05)
-
-    async def post_comment(self, http: httpx.AsyncClient, rng: random.Random, number: int,
-                           mine: list[tuple[str, str]]) -> str | None:
-        token = uuid.uuid4().hex
-        path = rng.choice(PATHS[:3])
-        body = {"path": path, "body": f"Comment {token}", "visitor": f"commenter-{number}"}
-        if mine and rng.random() < 0.4:  # a reply to one of mine, stored or not yet
-            parent, path = rng.choice(mine)
-            body.update(path=path, parent_id=parent)
-        try:
-            response = await http.post(f"{rng.choice(self.web_urls())}/api/v1/sites/{SITE}"
-                                       "/comments", json=body, headers=HEADERS)
-        except httpx.HTTPError:
-            self.ledger.unanswered += 1
-            return None
-        if response.status_code == 202:
-            comment_id = response.json()["id"]
-            self.ledger.comments.add(comment_id)
-            self.ledger.comment_tokens.add(token)
-            self.ledger.operations += 1
-            mine.append((comment_id, path))
-            return comment_id
-        if response.status_code >= 500:
-            self.ledger.unanswered += 1
-        elif response.json()["error"]["code"] != "unknown_parent":
-            self.errors.append(f"comment answered {response.status_code}: {response.text}")
-        await asyncio.sleep(0.1)
-        return None
-
     async def subscriber(self, number: int) -> None:
-        """Listens to every page; reconnects (to either web) whenever its socket dies."""
+        """Listens to every page; reconnects (to either web) whenever its socket dies, and on
+        purpose every 5-30 s while the load runs (churn, for the memory soak)."""
         rng = random.Random(self.seed * 7 + number)
         seen = self.last_totals[number]
         while True:
             url = rng.choice(self.web_urls()).replace("http", "ws")
+            churn_at = time.monotonic() + rng.uniform(5, 30)
+            churned = False
             try:
                 async with websockets.connect(f"{url}/api/v1/sites/{SITE}/live", origin=ORIGIN,
                                               open_timeout=3) as ws:
@@ -221,11 +207,17 @@ class Scenario:
                                 seen[page["path"]] = page["totals"]
                         elif frame["type"] == "totals":
                             seen[frame["path"]] = frame["totals"]
+                        if time.monotonic() > churn_at and not self.stop.is_set():
+                            churned = True
+                            break
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, OSError, websockets.exceptions.WebSocketException):
                 pass
-            self.reconnects += 1
+            if churned:
+                self.churns += 1
+            else:
+                self.reconnects += 1
             await asyncio.sleep(0.2)
 
     # -- faults ------------------------------------------------------------------------------
@@ -263,11 +255,12 @@ class Scenario:
                     "amount": 1}
             while not await self.send_interaction(http, url, body):
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{url} did not recover within {timeout_s} s")
+                    raise AssertionError(f"{url} did not recover within {timeout_s} s; "
+                                         f"last failure: {self.last_failure}")
                 body = {**body, "visitor": f"canary-{uuid.uuid4().hex[:12]}"}
         comment_id = None
         while comment_id is None and time.monotonic() < deadline:
-            comment_id = await self.post_comment(http, self.rng, 99, [])
+            comment_id = await self.comments.post(http, self.rng, 99, [])
         while time.monotonic() < deadline:
             want = self.ledger.acknowledged[(CANARY, "view")]
             try:
@@ -277,11 +270,16 @@ class Scenario:
             if totals.get((CANARY, "view"), 0) >= want and comment_id in stored:
                 return
             await asyncio.sleep(0.2)
-        raise AssertionError(f"the appliance did not recover within {timeout_s} s")
+        raise AssertionError(f"the appliance did not recover within {timeout_s} s: comment "
+                             f"{comment_id} acknowledged and stored: {comment_id in stored}, "
+                             f"canary views in SQL {totals.get((CANARY, 'view'))} of {want}")
 
     async def fault_loop(self, duration_s: float) -> None:
         """Faults one after another, under load, until `duration_s` has passed and every kind
         has been injected at least once (in a seeded random order, each round)."""
+        if not self.inject_faults:  # steady load only (the memory soak)
+            await asyncio.sleep(duration_s)
+            return
         kinds = self.fault_kinds()
         order: list[str] = []
         async with httpx.AsyncClient(timeout=5) as http:
@@ -321,11 +319,12 @@ class Scenario:
             database.close()
 
     async def run(self, name: str, duration_s: float) -> Report:
-        http_n, ws_n, comment_n, sub_n = self.counts
+        http_n, ws_n, comment_n, voter_n, sub_n = self.counts
         subscribers = [asyncio.create_task(self.subscriber(n)) for n in range(sub_n)]
         clients = ([asyncio.create_task(self.http_client(n)) for n in range(http_n)]
                    + [asyncio.create_task(self.ws_client(n)) for n in range(ws_n)]
-                   + [asyncio.create_task(self.comment_client(n)) for n in range(comment_n)])
+                   + [asyncio.create_task(self.comments.author(n)) for n in range(comment_n)]
+                   + [asyncio.create_task(self.comments.voter(n)) for n in range(voter_n)])
         try:
             await self.fault_loop(duration_s)
         finally:
@@ -333,8 +332,16 @@ class Scenario:
             await asyncio.gather(*clients)
         caught_up = await self.check_subscribers(subscribers)
         lost, duplicated = await self.settle_and_compare()
-        return Report(name, self.faults, self.ledger.operations, lost, duplicated,
-                      self.recover_s, self.ledger.unanswered, caught_up, self.errors)
+        return Report(name, self.faults, self.ledger.operations, self.by_kind(), lost,
+                      duplicated, self.recover_s, self.ledger.unanswered, caught_up,
+                      self.rig.receivers.summary(self.ledger.comments), self.errors,
+                      ", ".join(f"{k}: {n}" for k, n in sorted(self.ledger.statuses.items())))
+
+    def by_kind(self) -> dict[str, int]:
+        changes = self.comments.ledger
+        kinds = {"comments": len(self.ledger.comments), "edits": changes.edits,
+                 "deletes": changes.deletes, "votes": changes.votes_acknowledged}
+        return {"interactions": self.ledger.operations - sum(kinds.values()), **kinds}
 
     async def check_subscribers(self, subscribers: list[asyncio.Task]) -> str:
         """One more interaction per page, with everything up: every subscriber, whichever
@@ -360,12 +367,17 @@ class Scenario:
         return f"{caught}/{len(self.last_totals)} ({self.reconnects} reconnects)"
 
     async def settle_and_compare(self) -> tuple[int, int]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the listener drains the submission stream
+        # The listener drains the submission stream, then the notifier its queue. A message
+        # a killed listener or notifier had read stays pending until another consumer claims
+        # it (after 30 s idle), and a delivery it had leased waits for its lease to end.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             _, stored = await asyncio.to_thread(self.read_sql)
             if self.ledger.comments <= stored:
                 break
             await asyncio.sleep(0.2)
+        await self.comments.wait_for_changes(max(deadline - time.monotonic(), 5))
+        await self.wait_for_notifications(60)
         code = await asyncio.to_thread(self.rig.terminate_flusher)
         if code != 0:
             self.errors.append(f"the flusher's final flush exited with {code}")
@@ -392,7 +404,24 @@ class Scenario:
         duplicated += doubled
         if doubled:
             self.errors.append(f"{doubled} comments are stored more than once")
-        return lost, duplicated
+        changes_lost, changes_duplicated, problems = self.comments.ledger.compare(
+            await asyncio.to_thread(self.comments.read_rows))
+        self.errors.extend(problems)
+        for deliveries in (self.rig.receivers.mail, self.rig.receivers.webhook):
+            problems = deliveries.problems(ledger.comments)
+            lost += len(ledger.comments - deliveries.received())
+            self.errors.extend(problems)
+        return lost + changes_lost, duplicated + changes_duplicated
+
+    async def wait_for_notifications(self, timeout_s: float) -> None:
+        """Until every acknowledged comment was notified by e-mail and webhook, or time is up
+        (the comparison then counts the missing ones as lost)."""
+        receivers = self.rig.receivers
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.ledger.comments <= receivers.mail.received() & receivers.webhook.received():
+                return
+            await asyncio.sleep(0.2)
 
 
 def _agrees(seen: dict[str, int], want: dict[str, int]) -> bool:

@@ -1,8 +1,11 @@
 """The long soak: `python -m tests.reliability.soak --minutes 30 [--backend postgresql]`.
 
 The same scenario as the CI test (tests/reliability/scenario.py), run for as long as asked,
-faults injected one after another all the while. Prints the result table and the resident
-memory (RSS) of every process at the start and at the end of the load.
+faults injected one after another all the while (or, with `--no-faults`, a steady load only,
+so that every process lives through the whole run and its memory says something). Prints the
+result table, the resident memory (RSS) of every process at the start, after the warm-up, at
+the end of the load and at its peak, and what Redis holds at the end. `rss.csv` in the run's
+directory has every reading (one every 10 s).
 """
 
 from __future__ import annotations
@@ -11,24 +14,91 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import time
+from collections import Counter as Tally
 from pathlib import Path
 
+import redis
+
 from tests.reliability.rig import Rig
-from tests.reliability.scenario import TABLE_HEAD, Scenario
+from tests.reliability.scenario import TABLE_HEAD, Report, Scenario
+
+SAMPLE_S = 10
 
 
-async def soak(rig: Rig, minutes: float, seed: int) -> tuple[str, dict, dict, list[str]]:
-    scenario = Scenario(rig, seed)
-    await asyncio.sleep(0)
-    start_rss = rig.rss_mb()
-    task = asyncio.create_task(scenario.run(f"{rig.backend} soak, {minutes:g} min, seed {seed}",
-                                            minutes * 60))
-    end_rss: dict[str, float] = {}
-    while not scenario.stop.is_set():  # the last reading before the load stops
-        end_rss = rig.rss_mb()
-        await asyncio.sleep(2)
+class Memory:
+    """RSS readings of every process (MiB), and how often each was started again."""
+
+    def __init__(self, rig: Rig, warm_up_s: float) -> None:
+        self.rig = rig
+        self.warm_up_s = warm_up_s
+        self.began = time.monotonic()
+        self.start = rig.rss_mb()
+        self.warm: dict[str, float] = {}
+        self.end: dict[str, float] = {}
+        self.peak = dict(self.start)
+        self.pids = {name: process.pid for name, process in rig.processes.items()}
+        self.restarts: Tally = Tally()
+        self.csv = (rig.directory / "rss.csv").open("w")
+        self.csv.write("seconds,process,pid,rss_mib\n")
+
+    def sample(self) -> None:
+        elapsed = time.monotonic() - self.began
+        self.end = self.rig.rss_mb()
+        for name, process in self.rig.processes.items():
+            if self.pids.get(name) != process.pid:
+                self.restarts[name] += 1
+                self.pids[name] = process.pid
+        for name, rss in self.end.items():
+            self.peak[name] = max(self.peak.get(name, 0.0), rss)
+            pid = self.pids.get(name) or (self.rig.redis_process.pid
+                                          if self.rig.redis_process else 0)
+            self.csv.write(f"{elapsed:.0f},{name},{pid},{rss:.1f}\n")
+        self.csv.flush()
+        if not self.warm and elapsed >= self.warm_up_s:
+            self.warm = dict(self.end)
+
+    def table(self) -> str:
+        lines = ["| process | RSS at start (MiB) | after warm-up | at end | peak | restarts |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for name in self.start:
+            lines.append(f"| {name} | {self.start[name]:.1f} | "
+                         f"{self.warm.get(name, float('nan')):.1f} | "
+                         f"{self.end.get(name, float('nan')):.1f} | {self.peak[name]:.1f} | "
+                         f"{self.restarts[name]} |")
+        return "\n".join(lines)
+
+
+async def soak(rig: Rig, minutes: float, seed: int, faults: bool) -> tuple[Report, Memory]:
+    scenario = Scenario(rig, seed, faults=faults)
+    memory = Memory(rig, warm_up_s=min(300.0, minutes * 60 / 6))
+    name = f"{rig.backend} soak{'' if faults else ' without faults'}, {minutes:g} min, seed {seed}"
+    task = asyncio.create_task(scenario.run(name, minutes * 60))
+    next_sample = time.monotonic()
+    while not scenario.stop.is_set():
+        if time.monotonic() >= next_sample:
+            memory.sample()
+            next_sample += SAMPLE_S
+        await asyncio.sleep(0.5)
+    memory.sample()  # the end: the load has just stopped, every process still runs
     report = await task
-    return report.row(), start_rss, end_rss, report.errors
+    memory.csv.close()
+    return report, memory
+
+
+def redis_contents(rig: Rig) -> str:
+    """Redis's memory and its keys by kind (the part of the name before the last `:`)."""
+    client = redis.Redis(unix_socket_path=str(rig.redis_dir / "redis.sock"),
+                         decode_responses=True)
+    try:
+        kinds: Tally = Tally()
+        for key in client.scan_iter(count=1000):
+            kinds[key.rsplit(":", 1)[0] if key.count(":") > 2 else key] += 1
+        used = client.info("memory")["used_memory"] / 2**20
+        top = ", ".join(f"{kind} {n}" for kind, n in kinds.most_common(12))
+        return f"Redis at the end: {used:.1f} MiB used, {sum(kinds.values())} keys ({top})"
+    finally:
+        client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="How long to run the load.")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--seed", type=int, default=1, help="Seeds the clients and faults.")
+    parser.add_argument("--no-faults", dest="faults", action="store_false",
+                        help="A steady load only: no process is killed, for memory figures.")
     parser.add_argument("--dir", type=Path, default=None,
                         help="Where processes keep their data and logs (default: a temp dir).")
     args = parser.parse_args(argv)
@@ -44,17 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     rig = Rig(directory, args.backend)
     try:
         rig.start()
-        row, start_rss, end_rss, errors = asyncio.run(soak(rig, args.minutes, args.seed))
+        report, memory = asyncio.run(soak(rig, args.minutes, args.seed, args.faults))
+        contents = redis_contents(rig)
     finally:
         rig.stop()
-    print(f"{TABLE_HEAD}\n{row}\n")
-    print("| process | RSS at start (MiB) | RSS at end (MiB) |\n| --- | --- | --- |")
-    for name in start_rss:
-        print(f"| {name} | {start_rss[name]:.1f} | {end_rss.get(name, float('nan')):.1f} |")
-    print(f"\nlogs: {directory}")
-    for error in errors:
+    print(f"{TABLE_HEAD}\n{report.row()}\n\nanswers: {report.answers}\n")
+    print(f"{memory.table()}\n\n{contents}\n\nlogs and rss.csv: {directory}")
+    for error in report.errors:
         print(f"ERROR: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return 1 if report.errors or report.lost or report.duplicated else 0
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ async def test_totals_are_pushed_live_after_an_interaction(client):
         assert loop.time() - started < 1.0
 
 
-async def test_a_burst_of_interactions_is_coalesced_into_one_push(client):
+async def test_a_burst_of_interactions_is_coalesced(client):
     async with socket(client) as watcher, socket(client) as actor:
         await frame(watcher)
         await frame(actor)
@@ -184,9 +184,14 @@ async def test_a_burst_of_interactions_is_coalesced_into_one_push(client):
                                            "reaction": "applause", "amount": 2,
                                            "visitor": f"visitor-{n:04d}"})
             assert result["applied"] == 2
-        pushed = await frame(watcher, PUSH_TIMEOUT_S)
-        assert pushed == {"type": "totals", "path": "/p", "totals": {**ZERO, "applause": 10}}
-        await no_frame_within(watcher, 0.5)  # the burst gave one push, not five
+        # The first change is pushed at once (leading edge), the rest of the burst, inside
+        # the coalescing interval, rides on one more push that carries the final totals.
+        pushed = [await frame(watcher, PUSH_TIMEOUT_S)]
+        while pushed[-1]["totals"]["applause"] < 10:
+            pushed.append(await frame(watcher, PUSH_TIMEOUT_S))
+        assert pushed[-1] == {"type": "totals", "path": "/p", "totals": {**ZERO, "applause": 10}}
+        assert len(pushed) <= 2
+        await no_frame_within(watcher, 0.5)  # the burst gave at most two pushes, not five
         await no_frame_within(actor, 0.05)  # the actor did not subscribe to /p
 
 

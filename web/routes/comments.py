@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
+from collections.abc import Callable
+
+from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request, validate_response
+from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 from appliance.services.comments import CommentInput, SubmittedComment
 from web.routes import runtime
@@ -23,6 +26,19 @@ from web.schemas import (
 
 comments = Blueprint("comments", __name__, url_prefix="/api/v1/sites/<site>/comments")
 comments.after_request(add_cors_headers)
+
+
+def document_response(model: type, status: int) -> Callable:
+    """Declare `model` as the route's answer for `status` in the OpenAPI schema, as
+    quart-schema's `validate_response` does, without validating each answer against it."""
+
+    def decorator(func: Callable) -> Callable:
+        schemas = getattr(func, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {})
+        schemas[status] = (model, None)
+        setattr(func, QUART_SCHEMA_RESPONSE_ATTRIBUTE, schemas)
+        return func
+
+    return decorator
 
 
 def comment_input(data: CommentRequest) -> CommentInput:
@@ -60,20 +76,22 @@ async def post_comment(site: str, data: CommentRequest):
 @comments.get("")
 @tag(["public"])
 @validate_querystring(ThreadQuery)
-@validate_response(ThreadResponse, 200)
 @validate_response(ErrorResponse, 400)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
 @validate_response(ErrorResponse, 503)
-async def read_thread(site: str, query_args: ThreadQuery) -> ThreadResponse:
+@document_response(ThreadResponse, 200)
+async def read_thread(site: str, query_args: ThreadQuery) -> Response:
     """A page's comments: `limit` top-level comments from `offset`, in `sort` order, each
     followed by its replies. Pending comments are included only for their own author."""
     record = await site_for_request(site)
     await rate_limit("reads", record.name)
-    thread = await runtime().comments.thread(record, query_args.path, query_args.sort,
-                                             query_args.limit, query_args.offset,
-                                             query_args.visitor)
-    return ThreadResponse(**thread)
+    text = await runtime().comments.thread_json(record, query_args.path, query_args.sort,
+                                                query_args.limit, query_args.offset,
+                                                query_args.visitor)
+    # Cut from a prepared thread whose shape tests/web/test_comments_api.py checks against
+    # ThreadResponse: validating 200 comments per read would cost more than the read.
+    return Response(text, status=200, content_type="application/json")
 
 
 @comments.patch("/<comment_id>")

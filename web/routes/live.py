@@ -8,7 +8,6 @@ server -> client: hello, subscribed {pages}, totals {path, totals}, result {...}
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -17,11 +16,10 @@ from pydantic import TypeAdapter, ValidationError
 from quart import Blueprint, websocket
 
 from appliance.errors import OriginNotAllowed, OvationError, RateLimited
-from appliance.events import LiveEvent
 from appliance.services.client_address import client_address
 from appliance.services.sites import origin_allowed
 from appliance.services.visitors import visitor_hash
-from web.broker import Subscription
+from web.broker import SendText, Subscription
 from web.routes import runtime
 from web.routes.comments import accepted_model, comment_input
 from web.routes.site_access import rate_limit
@@ -37,12 +35,6 @@ live = Blueprint("live", __name__)
 log = logging.getLogger("ovation.live")
 MAX_SUBSCRIPTIONS = 200
 _client_message = TypeAdapter(ClientMessage)
-
-
-def _event_frame(event: LiveEvent) -> dict:
-    if event.kind == "totals":
-        return {"type": "totals", "path": event.path, "totals": event.data.get("totals", {})}
-    return {"type": event.kind, "path": event.path, **event.data}
 
 
 @live.websocket("/api/v1/sites/<site>/live")
@@ -69,22 +61,17 @@ async def live_socket(site: str) -> None:
 
 async def _serve_socket(rt, record, address: str) -> None:
     await websocket.accept()
-    subscription = Subscription(record.name)
+    send_text = _text_sender(websocket._get_current_object())
+    subscription = Subscription(record.name, send_text)
     rt.broker.register(subscription)
-    send_lock = asyncio.Lock()
 
     async def send(frame: dict) -> None:
-        async with send_lock:
-            await websocket.send(json.dumps(frame, separators=(",", ":")))
+        # No lock: each frame reaches Hypercorn's socket writer whole and in call order.
+        await send_text(json.dumps(frame, separators=(",", ":")))
 
-    async def forward_events() -> None:
-        while True:
-            event = await subscription.queue.get()
-            await send(_event_frame(event))
-
-    writer = asyncio.get_running_loop().create_task(forward_events())
     try:
-        await send({"type": "hello", "site": record.name, "reactions": rt.registry.names()})
+        shown = [reaction.name for reaction in rt.counters.layout(record)]
+        await send({"type": "hello", "site": record.name, "reactions": shown})
         bucket = TokenBucket(rate_per_s=rt.settings.ws_messages_per_s,
                              burst=rt.settings.ws_messages_per_s * 5)
         while True:
@@ -95,13 +82,21 @@ async def _serve_socket(rt, record, address: str) -> None:
                 continue
             await _handle(raw, record, subscription, send, address)
     finally:
-        writer.cancel()
         rt.broker.unregister(subscription)
-        await asyncio.gather(writer, return_exceptions=True)
+
+
+def _text_sender(ws) -> SendText:
+    """The connection's ASGI send of a text frame. Quart's public `Websocket.send` yields to
+    the event loop before every frame, which would cost one loop turn per subscriber per
+    event and keep the broker from writing a frame inline; `_send` is what it then calls."""
+    send = getattr(ws, "_send", None)
+    return send if callable(send) else ws.send
 
 
 class TokenBucket:
     """Per-connection message budget (in-process: it dies with the connection)."""
+
+    __slots__ = ("rate_per_s", "burst", "tokens", "updated")  # one per open connection
 
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self.rate_per_s = rate_per_s
@@ -157,7 +152,8 @@ async def _handle(raw, record, subscription: Subscription, send, address: str = 
             message_id = message.id
             await rate_limit("interactions", record.name, message.visitor, address)
             outcome = await rt.counters.record(record, message.path, message.reaction,
-                                               message.action, message.amount, message.visitor)
+                                               message.action, message.amount, message.visitor,
+                                               message.choice, message.score)
             await send({"type": "result", "id": message.id, "path": outcome.page.path,
                         "totals": outcome.page.totals, "visitor": outcome.page.visitor,
                         "applied": outcome.applied})

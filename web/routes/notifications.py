@@ -23,7 +23,6 @@ from appliance.notify import consent
 from appliance.notify.keys import address_hash
 from appliance.notify.links import read_token
 from appliance.notify.subscriptions import check_address
-from appliance.services.comments import ip_hash
 from appliance.services.rate_limits import Limit
 from web.routes import runtime
 from web.routes.site_access import add_cors_headers, client_ip, site_for_request
@@ -70,7 +69,7 @@ async def subscribe(site: str, data: SubscribeRequest):
     address = check_address(data.email)
     rt = runtime()
     await rt.limiter.check("subscribe", [
-        (SUBSCRIBE_PER_NETWORK, ip_hash(rt.hash_key, record.name, client_ip())),
+        (SUBSCRIBE_PER_NETWORK, await rt.comments.ip_salts.rate_key(record.name, client_ip())),
         (SUBSCRIBE_PER_ADDRESS, address_hash(record.name, address))])
     body = {"site": record.name, "to": address, "list": data.list,
             "idempotency_key": f"subscription_request:{uuid.uuid4().hex}"}

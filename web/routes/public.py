@@ -6,12 +6,15 @@ from quart import Blueprint
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
 from appliance.errors import InvalidInput
+from appliance.plugin_api import Kind
 from appliance.services.counters import PageTotals
+from appliance.services.site_reactions import SiteReaction
 from web.routes import runtime
 from web.routes.site_access import add_cors_headers, rate_limit, site_for_request
 from web.schemas import (
     BatchTotalsRequest,
     BatchTotalsResponse,
+    ChoiceModel,
     ErrorResponse,
     InteractionRequest,
     InteractionResponse,
@@ -50,7 +53,8 @@ async def record_interaction(site: str, data: InteractionRequest) -> Interaction
     record = await site_for_request(site)
     await rate_limit("interactions", record.name, data.visitor)
     outcome = await runtime().counters.record(record, data.path, data.reaction, data.action,
-                                              data.amount, data.visitor)
+                                              data.amount, data.visitor, data.choice,
+                                              data.score)
     page = outcome.page
     return InteractionResponse(path=page.path, totals=page.totals, visitor=page.visitor,
                                stale=page.stale, applied=outcome.applied)
@@ -103,11 +107,16 @@ async def site_config(site: str) -> SiteConfigResponse:
     """The site's reaction types, so the widget renders whatever plugins are enabled."""
     record = await site_for_request(site)
     await rate_limit("reads", record.name)
-    reactions = []
-    for reaction in runtime().registry:
-        override = record.reaction_options.get(reaction.name, {}).get("per_visitor_cap")
-        reactions.append(ReactionTypeModel(
-            name=reaction.name, label=reaction.label, icon=reaction.icon,
-            kind=reaction.kind.value, per_visitor_cap=override or reaction.per_visitor_cap,
-            max_amount=reaction.max_amount))
+    reactions = [reaction_model(reaction) for reaction in runtime().counters.layout(record)]
     return SiteConfigResponse(site=record.name, title=record.title, reactions=reactions)
+
+
+def reaction_model(reaction: SiteReaction) -> ReactionTypeModel:
+    declared = reaction.type
+    is_score = reaction.kind is Kind.SCORE
+    return ReactionTypeModel(
+        name=declared.name, label=declared.label, icon=declared.icon, kind=declared.kind.value,
+        per_visitor_cap=reaction.cap, max_amount=declared.max_amount,
+        choices=[ChoiceModel(key=c.key, label=c.label, icon=c.icon) for c in reaction.choices],
+        score_min=declared.score_min if is_score else None,
+        score_max=declared.score_max if is_score else None, options=declared.options)

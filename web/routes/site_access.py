@@ -6,8 +6,7 @@ from quart import Response, request
 
 from appliance.errors import OriginNotAllowed, OvationError
 from appliance.services.client_address import client_address
-from appliance.services.comments import ip_hash
-from appliance.services.rate_limits import Limit
+from appliance.services.rate_limits import Limit, site_limit
 from appliance.services.sites import origin_allowed
 from appliance.services.visitors import visitor_hash
 from appliance.storage.site_store import SiteRecord
@@ -27,22 +26,34 @@ def client_ip() -> str | None:
                           runtime().settings.trusted_proxy_networks)
 
 
-async def rate_limit(route_class: str, site: str, visitor_id: str | None = None,
-                address: str | None = None) -> None:
+async def rate_limit(route_class: str, site: str | SiteRecord, visitor_id: str | None = None,
+                     address: str | None = None) -> None:
     """Charge this request to its network (and visitor) for `route_class`; 429 when over.
 
-    Runs before any work is done, so a refused request changes nothing."""
+    `route_class` is interactions, reads or admin; the site's own overrides win over the
+    settings. Runs before any work is done, so a refused request changes nothing."""
     rt = runtime()
-    settings = rt.settings
-    per_network = {"interactions": settings.rate_interactions_per_min,
-                   "reads": settings.rate_reads_per_min,
-                   "admin": settings.rate_admin_per_min}[route_class]
-    network = ip_hash(rt.hash_key, site, address or client_ip())
-    charges = [(Limit("net", per_network, 60), network)]
-    if visitor_id and route_class == "interactions":
-        charges.append((Limit("visitor", settings.rate_interactions_per_visitor_per_min, 60),
-                        visitor_hash(rt.hash_key, site, visitor_id)))
+    record = site if isinstance(site, SiteRecord) else await _known_site(site)
+    name = record.name if record is not None else site
+    per_network = site_limit(rt.settings, record, f"{route_class}_per_min")
+    charges = []
+    if per_network > 0:  # hash only when it is charged: a limit of 0 needs no salt from SQL
+        network = await rt.comments.ip_salts.rate_key(name, address or client_ip())
+        charges.append((Limit("net", per_network, 60), network))
+    per_visitor = site_limit(rt.settings, record, "interactions_per_visitor_per_min")
+    if visitor_id and route_class == "interactions" and per_visitor > 0:
+        charges.append((Limit("visitor", per_visitor, 60),
+                        visitor_hash(rt.hash_key, name, visitor_id)))
     await rt.limiter.check(route_class, charges)
+
+
+async def _known_site(name: str) -> SiteRecord | None:
+    """The site's record (cached: the route has just read it), or None for a route with no
+    site or an unknown one: the deployment's limits apply."""
+    try:
+        return await runtime().sites.get(name)
+    except OvationError:
+        return None
 
 
 async def site_for_request(site: str) -> SiteRecord:

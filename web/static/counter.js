@@ -1,6 +1,7 @@
 // Ovation's counter script for index pages: <script src="https://HOST/counter.js" data-site="SITE" async>
 // fills every <span data-ovation-count="like" data-ovation-path="/post/"> (the path may sit on an
-// ancestor instead) with one batch request. Counts: view, like, applause, a plugin's, comments.
+// ancestor instead) with one batch request. Counts: view, like, applause, a plugin's
+// (`emoji.heart`, `stars.count`, `stars.avg`), comments.
 (() => {
   const me = document.currentScript;
   if (!me) return;
@@ -21,7 +22,10 @@
         for (const el of spots) {
           const page = byPath.get(pathOf(el)), name = el.getAttribute("data-ovation-count");
           if (!page) continue;
-          const n = name == "comments" ? page.comments : page.totals[name];
+          // "stars.avg": a score type's average, from its sum and count.
+          const [type, part] = name.split("."), t = page.totals;
+          const n = name == "comments" ? page.comments : part == "avg"
+            ? (t[type + ".count"] ? (t[type + ".sum"] / t[type + ".count"]).toFixed(1) : null) : t[name];
           if (n != null) el.textContent = Number(n).toLocaleString(el.closest("[lang]")?.lang || undefined);
         }
       }).catch(() => {});

@@ -17,7 +17,7 @@ const viewed = new Set();  // one view per page per load, even if the element is
 
 const L = {
   en: {
-    views: ["view", "views"], you: "you: {n}/{cap}", capped: "That is all the applause you can give. Thank you!",
+    views: ["view", "views"], you: "you: {n}/{cap}", rate: "{n} of {max} stars", ratings: ["{n} rating", "{n} ratings"], capped: "That is all the applause you can give. Thank you!",
     comments: ["{n} comment", "{n} comments"], none: "No comments yet. Start the conversation!",
     sort: "Sort", oldest: "Oldest", newest: "Newest", top: "Top", your: "Your comment",
     hint: "Markdown works: **bold**, _italic_, [link](https://…), `code`.",
@@ -43,7 +43,7 @@ const L = {
     e_origin: "Comments are not enabled for this address.", e_other: "Something went wrong ({m})."
   },
   de: {
-    views: ["Aufruf", "Aufrufe"], you: "du: {n}/{cap}", capped: "Mehr Applaus geht nicht. Danke!",
+    views: ["Aufruf", "Aufrufe"], you: "du: {n}/{cap}", rate: "{n} von {max} Sternen", ratings: ["{n} Bewertung", "{n} Bewertungen"], capped: "Mehr Applaus geht nicht. Danke!",
     comments: ["{n} Kommentar", "{n} Kommentare"], none: "Noch keine Kommentare. Schreib den ersten!",
     sort: "Sortierung", oldest: "Älteste", newest: "Neueste", top: "Beste", your: "Dein Kommentar",
     hint: "Markdown geht: **fett**, _kursiv_, [Link](https://…), `Code`.",
@@ -70,7 +70,7 @@ const L = {
     e_origin: "Kommentare sind für diese Adresse nicht freigeschaltet.", e_other: "Etwas ist schiefgegangen ({m})."
   },
   fr: {
-    views: ["vue", "vues"], you: "vous : {n}/{cap}", capped: "Vous avez donné tous vos applaudissements. Merci !",
+    views: ["vue", "vues"], you: "vous : {n}/{cap}", rate: "{n} sur {max} étoiles", ratings: ["{n} note", "{n} notes"], capped: "Vous avez donné tous vos applaudissements. Merci !",
     comments: ["{n} commentaire", "{n} commentaires"], none: "Pas encore de commentaire. Lancez la discussion !",
     sort: "Trier", oldest: "Plus anciens", newest: "Plus récents", top: "Meilleurs", your: "Votre commentaire",
     hint: "Markdown accepté : **gras**, _italique_, [lien](https://…), `code`.",
@@ -200,6 +200,7 @@ class OvationWidget extends HTMLElement {
   }
   err(e) {
     const d = e.details || {};
+    if (e.code == "reaction_rejected") return e.message;  // a plugin's own words
     const key = e.code == "invalid_input" ? FIELD_ERRORS[d.field] : ERRORS[e.code];
     return key ? this.t(key, { n: d.retry_after_s }) : this.t("e_other", { m: e.message || e.code });
   }
@@ -216,8 +217,8 @@ class OvationWidget extends HTMLElement {
     if (!response.ok) throw Object.assign({ code: "http_" + response.status }, answer.error);
     return answer;
   }
-  interact(reaction, action, amount) {
-    return this.req("POST", "/interactions", { path: this.path, reaction, action, amount, visitor: this.visitor });
+  interact(reaction, action, amount, extra) {
+    return this.req("POST", "/interactions", { path: this.path, reaction, action, amount, visitor: this.visitor, ...extra });
   }
 
   build() {
@@ -273,15 +274,25 @@ class OvationWidget extends HTMLElement {
       const name = type.name, r = { type, n: h("span", { class: "n" }, "0"), you: h("span", { class: "you" }) };
       // The name a screen reader hears: "Like 3", "Applause 120 you: 3/12" (label, then what shows).
       const label = this.t("rx_" + name, {}, type.label), spoken = h("span", { class: "sr" }, label + " ");
-      const icon = /^\s*</.test(type.icon)
-        ? h("img", { alt: "", src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(type.icon) })
-        : h("span", { "aria-hidden": "true" }, type.icon);
-      if (name == "view") {
-        r.el = h("span", { class: "rx" }, icon, r.n, " ", r.you);
+      const icon = ic => /^\s*</.test(ic)
+        ? h("img", { alt: "", src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(ic) })
+        : h("span", { "aria-hidden": "true" }, ic);
+      // Choices and scores: a group of buttons, one per option or per score.
+      const group = opts => (r.opts = opts, h("span", { class: "rx grp", role: "group", "aria-label": label, "data-reaction": name }, ...opts));
+      if (type.kind == "choice") {
+        r.el = group(type.choices.map(c => h("button", { type: "button", class: "rx", title: c.label, "data-choice": c.key, onclick: () => this.choose(type, c.key) },
+          icon(c.icon), h("span", { class: "sr" }, c.label + " "), h("span", { class: "n" }, "0"))));
+      } else if (type.kind == "score") {
+        const stars = [];
+        for (let v = type.score_min; v <= type.score_max; v++) stars.push(h("button", { type: "button", class: "star", "data-score": v, "aria-label": this.t("rate", { n: v, max: type.score_max }), onclick: () => this.choose(type, v) }, type.icon));
+        r.el = group(stars);
+        r.el.append(r.n, r.you);
+      } else if (name == "view") {
+        r.el = h("span", { class: "rx" }, icon(type.icon), r.n, " ", r.you);
       } else if (type.kind == "toggle") {
-        r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, onclick: () => this.toggle(type) }, icon, spoken, r.n);
+        r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, onclick: () => this.toggle(type) }, icon(type.icon), spoken, r.n);
       } else {
-        r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, oncontextmenu: e => e.preventDefault() }, icon, spoken, r.n, " ", r.you);
+        r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, oncontextmenu: e => e.preventDefault() }, icon(type.icon), spoken, r.n, " ", r.you);
         this.holdToClap(r);
       }
       this.rx[name] = r;
@@ -307,7 +318,24 @@ class OvationWidget extends HTMLElement {
   }
   paint() {
     for (const name in this.rx) {
-      const { type, el, n, you } = this.rx[name];
+      const { type, el, n, you, opts } = this.rx[name], mine = this.mine[name];
+      if (type.kind == "choice") {
+        opts.forEach(b => {
+          b.lastChild.textContent = this.num(this.totals[name + "." + b.dataset.choice]);
+          b.setAttribute("aria-pressed", String(mine == b.dataset.choice));
+        });
+        continue;
+      }
+      if (type.kind == "score") {
+        const count = this.totals[name + ".count"] || 0, avg = count && this.totals[name + ".sum"] / count;
+        n.textContent = count ? avg.toLocaleString(this.language, { maximumFractionDigits: 1 }) : "–";
+        you.textContent = this.t("ratings", { n: count });
+        opts.forEach(b => {
+          b.setAttribute("aria-pressed", String(mine == b.dataset.score));
+          b.classList.toggle("on", b.dataset.score <= (mine || Math.round(avg)));
+        });
+        continue;
+      }
       const extra = (this.queued[name] || 0) + (this.inflight[name] || 0);
       const total = (this.totals[name] || 0) + extra;
       n.textContent = this.num(total);
@@ -339,6 +367,28 @@ class OvationWidget extends HTMLElement {
     } catch (e) {
       this.mine[name] = was;
       this.totals[name] -= step;
+      this.paint();
+      this.flash(e);
+    }
+  }
+  // A choice or a score: pick `v`, change to it, or take it back by picking it again.
+  async choose(type, v) {
+    const name = type.name, was = this.mine[name], off = was == v, undo = { ...this.totals };
+    const shift = (x, d) => {
+      if (x == null) return;
+      const t = this.totals, k = type.kind == "choice" ? name + "." + x : name + ".sum";
+      t[k] = (t[k] || 0) + (type.kind == "choice" ? d : d * x);
+      if (type.kind == "score") t[name + ".count"] = (t[name + ".count"] || 0) + d;
+    };
+    shift(was, -1);
+    if (!off) shift(v, 1);
+    this.mine[name] = off ? null : v;
+    this.paint();
+    try {
+      this.apply(await this.interact(name, off ? "remove" : "add", 1, off ? {} : { [type.kind]: v }));
+    } catch (e) {
+      this.totals = undo;
+      this.mine[name] = was;
       this.paint();
       this.flash(e);
     }
