@@ -266,6 +266,8 @@ class AdminSiteModel(BaseModel):
     accept_unpublished_pages: bool
     pages: int = Field(description="Pages SQL knows (published, or with flushed counts).")
     feed_url: str | None = Field(description="The RSS or Atom feed polled for new posts.")
+    reactions: list[str] = Field(description="The reaction types the site shows, in order "
+                                 "(`platformctl site set --reactions`).")
 
 
 class AdminSitesResponse(BaseModel):

@@ -258,7 +258,7 @@ def _import_counters(batch: ImportBatch, page_ids: dict[tuple[str, str], int]) -
         if Counter.select().where(Counter.page == page_id).exists():
             continue
         for reaction, total in totals.items():
-            (Counter.insert(page=page_id, reaction=reaction[:32], total=total)
+            (Counter.insert(page=page_id, reaction=reaction[:64], total=total)
              .on_conflict(conflict_target=[Counter.page, Counter.reaction],
                           update={Counter.total: Counter.total + total}).execute())
             imported += 1

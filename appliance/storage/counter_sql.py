@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ def apply_batch(
     The FlushBatch row commits with the counters, so replaying a batch whose commit succeeded
     (the flusher died before dropping it from Redis) changes nothing.
     """
+    if isinstance(database, pw.PostgresqlDatabase):
+        result = _apply_batch_in_one_statement(database, batch_id, deltas, visitor_estimates)
+        if result is not None:
+            return result
     with database.connection_context(), database.atomic():
         if FlushBatch.select().where(FlushBatch.batch_id == batch_id).exists():
             return BatchResult(batch_id, True, 0, 0, 0, 0)
@@ -86,6 +91,106 @@ def apply_batch(
         log.warning("batch %s: dropped %d counters of deleted sites", batch_id, dropped)
     return BatchResult(batch_id, False, len(counter_rows) + vote_rows, interactions,
                        len(page_ids), dropped)
+
+
+# PostgreSQL: the whole batch in one statement. The deltas and estimates travel as two JSON
+# parameters (no parameter limit, one round trip); data-modifying CTEs record the batch, create
+# missing pages, upsert the counters, add comment votes and raise unique-visitor estimates.
+# Everything after `batch` is gated on the batch row being new, so a replay changes nothing.
+# The CTEs share one snapshot: a page another transaction commits while this one runs is
+# neither inserted (the conflict) nor seen (the snapshot), so the statement reports how many
+# counters it expected and wrote; on a difference the caller rolls back and uses the
+# multi-statement path, which reads pages after inserting them.
+_ONE_STATEMENT_FLUSH = """
+WITH batch AS (
+  INSERT INTO "flush_batch" ("batch_id", "applied_at", "counters", "interactions")
+  VALUES (%s, now() AT TIME ZONE 'utc', %s, %s)
+  ON CONFLICT ("batch_id") DO NOTHING RETURNING "id"),
+input AS (
+  SELECT i.site, i.path, i.reaction, i.delta
+  FROM json_to_recordset(%s::json) AS i(site text, path text, reaction text, delta bigint)),
+estimates AS (
+  SELECT e.site, e.path, e.estimate
+  FROM json_to_recordset(%s::json) AS e(site text, path text, estimate bigint)),
+wanted AS (
+  SELECT DISTINCT s."id" AS site_id, w.path
+  FROM (SELECT site, path FROM input WHERE left(path, 3) <> '~c/'
+        UNION SELECT site, path FROM estimates) AS w
+  JOIN "site" s ON s."name" = w.site
+  WHERE EXISTS (SELECT 1 FROM batch)),
+new_pages AS (
+  INSERT INTO "page" ("site_id", "path", "title", "created_at")
+  SELECT site_id, path, '', now() AT TIME ZONE 'utc' FROM wanted
+  ON CONFLICT ("site_id", "path") DO NOTHING RETURNING "id", "site_id", "path"),
+pages AS (
+  SELECT "id", "site_id", "path" FROM new_pages
+  UNION ALL
+  SELECT p."id", p."site_id", p."path" FROM "page" p
+  JOIN wanted w ON w.site_id = p."site_id" AND w.path = p."path"),
+counters AS (
+  INSERT INTO "counter" ("page_id", "reaction", "total")
+  SELECT pg."id", i.reaction, i.delta FROM input i
+  JOIN "site" s ON s."name" = i.site
+  JOIN pages pg ON pg."site_id" = s."id" AND pg."path" = i.path
+  WHERE i.delta <> 0
+  ON CONFLICT ("page_id", "reaction") DO UPDATE SET "total" = "counter"."total" + EXCLUDED."total"
+  RETURNING 1),
+votes AS (
+  UPDATE "comment" c SET "votes_up" = c."votes_up" + v.up, "votes_down" = c."votes_down" + v.down
+  FROM (SELECT substr(path, 4) AS id,
+               sum(CASE WHEN reaction = 'up' THEN delta ELSE 0 END) AS up,
+               sum(CASE WHEN reaction = 'down' THEN delta ELSE 0 END) AS down
+        FROM input WHERE left(path, 3) = '~c/' AND delta <> 0 GROUP BY 1) AS v
+  WHERE c."id" = v.id AND EXISTS (SELECT 1 FROM batch)
+  RETURNING 1),
+visitors AS (
+  INSERT INTO "unique_visitors" ("page_id", "estimate")
+  SELECT pg."id", e.estimate FROM estimates e
+  JOIN "site" s ON s."name" = e.site
+  JOIN pages pg ON pg."site_id" = s."id" AND pg."path" = e.path
+  ON CONFLICT ("page_id") DO UPDATE
+    SET "estimate" = GREATEST("unique_visitors"."estimate", EXCLUDED."estimate")
+  RETURNING 1)
+SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM counters),
+       (SELECT count(*) FROM votes), (SELECT count(*) FROM pages),
+       (SELECT count(*) FROM input i JOIN "site" s ON s."name" = i.site
+        WHERE i.delta <> 0 AND left(i.path, 3) <> '~c/'),
+       (SELECT count(*) FROM input i LEFT JOIN "site" s ON s."name" = i.site
+        WHERE s."id" IS NULL AND left(i.path, 3) <> '~c/')
+"""
+
+
+class _PageRace(Exception):
+    """A page appeared concurrently during the one-statement flush: roll it back, go slow."""
+
+
+def _apply_batch_in_one_statement(
+    database: pw.PostgresqlDatabase, batch_id: str, deltas: dict[tuple[str, str, str], int],
+    visitor_estimates: dict[tuple[str, str], int],
+) -> BatchResult | None:
+    """The batch in one statement, or None when a concurrent page insert got in the way."""
+    rows = [{"site": site, "path": path, "reaction": reaction, "delta": delta}
+            for (site, reaction, path), delta in deltas.items()]
+    estimates = [{"site": site, "path": path, "estimate": estimate}
+                 for (site, path), estimate in visitor_estimates.items()]
+    nonzero = sum(1 for delta in deltas.values() if delta)
+    interactions = sum(abs(delta) for delta in deltas.values())
+    try:
+        with database.connection_context(), database.atomic():
+            cursor = database.execute_sql(_ONE_STATEMENT_FLUSH, (
+                batch_id, nonzero, interactions, json.dumps(rows), json.dumps(estimates)))
+            new, counters, votes, pages, expected, dropped = cursor.fetchone()
+            if not new:
+                return BatchResult(batch_id, True, 0, 0, 0, 0)
+            if counters != expected:
+                raise _PageRace()
+    except _PageRace:
+        log.info("batch %s: a page appeared meanwhile; applying it statement by statement",
+                 batch_id)
+        return None
+    if dropped:
+        log.warning("batch %s: dropped %d counters of deleted sites", batch_id, dropped)
+    return BatchResult(batch_id, False, counters + votes, interactions, pages, dropped)
 
 
 def apply_votes(votes: dict[tuple[str, str, str], int]) -> int:

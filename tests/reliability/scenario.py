@@ -78,9 +78,9 @@ class Report:
         worst = max(self.recover_s, default=0.0)
         mean = sum(self.recover_s) / len(self.recover_s) if self.recover_s else 0.0
         kinds = ", ".join(f"{n} {kind}" for kind, n in self.by_kind.items())
-        return (f"| {self.scenario} | {faults} | {self.acknowledged} ({kinds}) | "
-                f"{self.lost} | "
-                f"{self.duplicated} | {mean:.1f} s mean, {worst:.1f} s worst | "
+        recovery = f"{mean:.1f} s mean, {worst:.1f} s worst" if self.recover_s else "-"
+        return (f"| {self.scenario} | {faults or 'none'} | {self.acknowledged} ({kinds}) | "
+                f"{self.lost} | {self.duplicated} | {recovery} | "
                 f"{self.unanswered} | {self.subscribers_caught_up} | {self.notifications} |")
 
 

@@ -93,7 +93,10 @@ def redis_contents(rig: Rig) -> str:
     try:
         kinds: Tally = Tally()
         for key in client.scan_iter(count=1000):
-            kinds[key.rsplit(":", 1)[0] if key.count(":") > 2 else key] += 1
+            parts = key.split(":")  # ov:{c}:sql:..., ov:dup:..., ov:stream:submissions
+            width = 3 if len(parts) > 2 and (parts[1].startswith("{") or
+                                             parts[1] == "stream") else 2
+            kinds[":".join(parts[:width])] += 1
         used = client.info("memory")["used_memory"] / 2**20
         top = ", ".join(f"{kind} {n}" for kind, n in kinds.most_common(12))
         return f"Redis at the end: {used:.1f} MiB used, {sum(kinds.values())} keys ({top})"

@@ -176,7 +176,8 @@ async def test_list_sites_needs_a_read_token(client, database):
     assert set(sites) == {SITE, "press"}
     assert sites[SITE] == {"name": SITE, "title": "A blog", "origins": ["https://blog.example"],
                            "accept_unpublished_pages": True, "pages": 0,
-                           "feed_url": "https://blog.example/feed.xml"}
+                           "feed_url": "https://blog.example/feed.xml",
+                           "reactions": ["view", "like", "applause"]}
     assert sites["press"]["feed_url"] is None
 
 

@@ -79,5 +79,6 @@ async def list_sites() -> AdminSitesResponse:
     return AdminSitesResponse(sites=[
         AdminSiteModel(name=record.name, title=record.title, origins=list(record.origins),
                        accept_unpublished_pages=record.accept_unpublished_pages, pages=pages,
-                       feed_url=record.feed_url)
+                       feed_url=record.feed_url,
+                       reactions=[reaction.name for reaction in rt.counters.layout(record)])
         for record, pages in rows if bound is None or record.name == bound])
