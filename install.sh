@@ -81,6 +81,7 @@ if [ "$MODE" = test ]; then
   # Real PostgreSQL and Chromium for the tests (the tests start private instances).
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
   command -v chromium >/dev/null || apt_install chromium
+  apt_install fonts-noto-color-emoji  # reaction icons in the browser tests and screenshots
   command -v npm >/dev/null || apt_install nodejs npm  # axe-core for the browser tests
   command -v tmux >/dev/null || apt_install tmux
   command -v openssl >/dev/null || apt_install openssl  # SMTP TLS tests' certificate

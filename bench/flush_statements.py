@@ -106,7 +106,8 @@ class StatementCounter:
             self.execute_seconds += time.perf_counter() - started
             kind = statement_kind(sql)
             self.app[kind] += 1
-            if kind.split()[0] in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
+            if (self.postgres is None and kind.split()[0] in ("INSERT", "UPDATE", "DELETE")
+                    and cursor.rowcount > 0):
                 self.rows += cursor.rowcount
             return cursor
 
@@ -116,12 +117,43 @@ class StatementCounter:
         else:
             with self.postgres.admin() as cursor:
                 cursor.execute("SELECT pg_stat_statements_reset()")
+            self._writes_before = self._table_writes()
         return self
 
     def __exit__(self, *exc) -> None:
         self.database.execute_sql = self._original
         if self.postgres is None:
             self.database.connection().set_trace_callback(None)
+        else:
+            # PostgreSQL: rows written are what the tables' statistics say (inserts + updates),
+            # because one statement with data-modifying CTEs reports only its SELECT's rows.
+            self._original("SELECT pg_stat_force_next_flush()")
+            self.rows = self._settled_writes() - self._writes_before
+
+    def _table_writes(self) -> int:
+        import psycopg2
+
+        connection = psycopg2.connect(dbname=self.db_name, user="postgres", host="127.0.0.1",
+                                      port=self.postgres.port)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) "
+                               "FROM pg_stat_user_tables")
+                return int(cursor.fetchone()[0])
+        finally:
+            connection.close()
+
+    def _settled_writes(self) -> int:
+        """The statistics once the writer's pending figures reached shared memory."""
+        last, deadline = -1, time.monotonic() + 3
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            current = self._table_writes()
+            if current == last:
+                return current
+            last = current
+        return last
 
     def database_side(self) -> Tally:
         if self.postgres is None:
@@ -132,6 +164,8 @@ class StatementCounter:
                 "SELECT query, calls FROM pg_stat_statements WHERE dbid = "
                 "(SELECT oid FROM pg_database WHERE datname = %s)", (self.db_name,))
             for query, calls in cursor.fetchall():
+                if "pg_stat" in query:  # the benchmark's own reading of the statistics
+                    continue
                 tally[statement_kind(query)] += calls
         return tally
 

@@ -2,7 +2,9 @@
 
 `platformctl up` (one web worker) on core 0, wrk on core 1. 200 comments are posted through
 the API (the listener stores them) on one page, 20 pages get an interaction each; then rounds
-alternate GET /healthz, GET the thread (`limit=200`: all 200 in one answer) and POST
+alternate GET /healthz, GET the thread (`limit=200`: all 200 in one answer) anonymously, as a
+reader who neither commented nor voted (the widget always names its reader), and as one who
+wrote one of the comments and voted on ten (the answer is then made for them), and POST
 totals/batch with the 20 paths.
 
     .venv/bin/python -m bench.reads [--duration 5] [--rounds 2]
@@ -24,6 +26,8 @@ from bench.server import SITE, http_json, running_up
 THREAD_PATH = "/bench/thread/"
 COMMENTS = 200
 BATCH = 20
+VOTES = 10  # votes cast by the author whose reads are measured
+AUTHOR_PREFIX = "bench-reader"
 
 
 def post_comments(url: str, path: str, count: int, prefix: str) -> float:
@@ -54,7 +58,7 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
     require_binary("wrk", "apt-get install -y wrk")
     server_core, client_core = usable_cores()
     with running_up(server_core) as up:
-        post_comments(up.url, THREAD_PATH, COMMENTS, "bench-reader")
+        post_comments(up.url, THREAD_PATH, COMMENTS, AUTHOR_PREFIX)
         wait_thread(up.url, THREAD_PATH, COMMENTS)
         paths = [f"/bench/batch-{n:02d}/" for n in range(BATCH)]
         for path in paths:
@@ -63,7 +67,17 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
         thread_url = (f"{up.url}/api/v1/sites/{SITE}/comments?"
                       + urllib.parse.urlencode({"path": THREAD_PATH, "limit": COMMENTS}))
         with urllib.request.urlopen(thread_url) as response:
-            thread_bytes = len(response.read())
+            raw = response.read()
+        thread, thread_bytes = json.loads(raw), len(raw)
+        author = f"{AUTHOR_PREFIX}-000007"  # wrote one of the 200
+        for comment in thread["comments"][:VOTES]:
+            status, body = http_json(
+                "POST", f"{up.url}/api/v1/sites/{SITE}/comments/{comment['id']}/vote",
+                {"vote": "up", "visitor": author})
+            if status != 200:
+                raise RuntimeError(f"vote answered {status}: {body}")
+        reader_url = thread_url + "&visitor=bench-quiet-reader"
+        author_url = thread_url + "&" + urllib.parse.urlencode({"visitor": author})
         batch_lua = wrk_load.post_json_lua(json.dumps({"paths": paths}))
         batch_url = f"{up.url}/api/v1/sites/{SITE}/totals/batch"
         loads: list[tuple[int, list[wrk_load.Load]]] = []
@@ -74,17 +88,25 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
                                   duration_s, connections)
             thread = wrk_load.run(f"GET thread of {COMMENTS} comments", thread_url,
                                   client_core, duration_s, connections)
+            reader = wrk_load.run("... as a reader", reader_url, client_core, duration_s,
+                                  connections)
+            author = wrk_load.run(f"... as an author who voted {VOTES} times", author_url,
+                                  client_core, duration_s, connections)
             batch = wrk_load.run(f"POST totals/batch, {BATCH} paths", batch_url, client_core,
                                  duration_s, connections, batch_lua)
-            loads.append((number, [health, thread, batch]))
+            loads.append((number, [health, thread, reader, author, batch]))
     out = ["## Reads: a 200-comment thread, batch totals for 20 paths", ""]
     out.append(
         f"`platformctl up` (SQLite, owned Redis, 1 web worker) on core {server_core}; wrk 1 "
         f"thread, {connections} connections, on core {client_core}; {duration_s:.0f} s per "
-        f"run, rounds alternate the three requests. The thread: {COMMENTS} approved top-level "
+        f"run, rounds alternate the requests. The thread: {COMMENTS} approved top-level "
         f"comments posted through the API (Markdown with a link, rendered once at submission) "
-        f"and read in one answer with `limit={COMMENTS}` ({thread_bytes:,} bytes of JSON). "
-        f"The batch: POST `/totals/batch` with {BATCH} paths that each have totals.")
+        f"and read in one answer with `limit={COMMENTS}` ({thread_bytes:,} bytes of JSON): "
+        f"anonymously; as a reader (`visitor` given, as the widget always does) who has no "
+        f"comment and no vote there, so the answer is the shared one after a check of their "
+        f"votes; and as the author of one of the comments who voted on {VOTES}, whose answer "
+        f"is spliced for them (`mine`, `my_vote`). The batch: POST `/totals/batch` with "
+        f"{BATCH} paths that each have totals.")
     out.append("")
     table_rows = []
     for number, group in loads:
@@ -94,7 +116,9 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
     out.append("")
     health_rate = sum(g[0].requests for _, g in loads) / sum(g[0].duration_s for _, g in loads)
     thread_rate = sum(g[1].requests for _, g in loads) / sum(g[1].duration_s for _, g in loads)
-    batch_rate = sum(g[2].requests for _, g in loads) / sum(g[2].duration_s for _, g in loads)
+    reader_rate = sum(g[2].requests for _, g in loads) / sum(g[2].duration_s for _, g in loads)
+    author_rate = sum(g[3].requests for _, g in loads) / sum(g[3].duration_s for _, g in loads)
+    batch_rate = sum(g[4].requests for _, g in loads) / sum(g[4].duration_s for _, g in loads)
     share = thread_rate / health_rate
     out.append(table(["target", "measured", "met?"], [
         ["thread of 200 at >= 50 % of the /healthz ceiling",
@@ -103,6 +127,10 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
         ["thread of 200 at >= 15x Isso's 60/s and Waline's 55/s (>= 900/s)",
          f"{thread_rate:,.0f}/s = {thread_rate / 60:.1f}x Isso",
          "yes" if thread_rate >= 900 else "**no**"],
+        ["the same, as a reader (visitor given; no target)", f"{fmt_int(reader_rate)}/s = "
+         f"{reader_rate / health_rate:.0%} of the ceiling", ""],
+        [f"the same, as an author who voted {VOTES} times (no target)",
+         f"{fmt_int(author_rate)}/s = {author_rate / health_rate:.0%} of the ceiling", ""],
         [f"batch totals, {BATCH} paths (no target)", f"{fmt_int(batch_rate)}/s = "
          f"{batch_rate / health_rate:.0%} of the ceiling", ""],
     ], "lrl"))

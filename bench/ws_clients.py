@@ -194,7 +194,8 @@ async def _fanout(pipe: Connection, url: str, count: int, path: str, compression
         entry[2] = min(entry[2], now)
 
     subscribers = await _subscribe(url, count, path, compression, on_text)
-    pipe.send(("ready", len(subscribers)))
+    negotiated = sum(1 for subscriber in subscribers if subscriber.ws.extensions)
+    pipe.send(("ready", (len(subscribers), negotiated)))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, pipe.recv)  # "report"
     pipe.send(("arrivals", {k: tuple(v) for k, v in arrivals.items()}))

@@ -33,6 +33,12 @@ def seed(url: str) -> None:
                                                 "visitor": f"visitor-shot-{n}"})
         httpx.post(f"{api}/interactions", json={"path": "/demo", "reaction": "applause",
                                                 "amount": 5 + n, "visitor": f"visitor-shot-{n}"})
+        # The demo site shows the bundled emoji reactions and star rating too.
+        httpx.post(f"{api}/interactions", json={
+            "path": "/demo", "reaction": "emoji", "visitor": f"visitor-shot-{n}",
+            "choice": ("heart", "tada", "laugh", "heart", "thumbs_up")[n % 5]})
+        httpx.post(f"{api}/interactions", json={"path": "/demo", "reaction": "stars",
+                                                "score": 4 + n % 2, "visitor": f"visitor-shot-{n}"})
     parent = httpx.post(f"{api}/comments", json={
         "path": "/demo", "visitor": "visitor-shot-ann", "author_name": CONVERSATION[0][0],
         "body": CONVERSATION[0][1]}).json()["id"]
@@ -57,6 +63,8 @@ async def shoot(url: str) -> None:
             await widget.locator("button[data-reaction=like]").click()
             for _ in range(4):
                 await widget.locator("button[data-reaction=applause]").click()
+            await widget.locator("[data-choice=tada]").click()
+            await widget.locator("[data-reaction=stars] [data-score='5']").click()
             await page.wait_for_timeout(1500)  # the "+N" bubble has faded
             await widget.screenshot(path=str(IMAGES / f"widget-{scheme}.png"))
             await context.close()

@@ -81,7 +81,8 @@ class Rig:
         migrate(database)
         add_site(database, SITE, [ORIGIN])
         update_site(database, dataclasses.replace(get_site(database, SITE), owner_email=OWNER))
-        add_webhook(database, SITE, self.receivers.webhook_url, events=["new_comment"])
+        # Every event, so that a comment notified as anything but new_comment shows.
+        add_webhook(database, SITE, self.receivers.webhook_url)
         database.close()
         for name in WORKERS:
             self.start_worker(name)

@@ -6,20 +6,35 @@
 2. While PostgreSQL was stopped, every webhook delivery (which reads the webhook's record)
    was logged as "failed unexpectedly" with a traceback, as a bug would be. It was retried
    all the same; now it is logged as the outage it is (appliance/workers/notifier.py).
+3. A listener killed after storing a comment and before acknowledging it handles the comment
+   again 30 s later. If the author had deleted it in between, the owner's notice went out as
+   `pending_comment` under a second key, `pending_comment:ID`, so a receiver could not tell it
+   from a new notification; and webhooks subscribed to `new_comment` never heard of the
+   comment. The notice now keeps the kind of the status the comment was submitted with
+   (appliance/workers/comment_handlers.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
 import logging
 import time
 
 import httpx
+import pytest
 
+from appliance import events
 from appliance.notify.queue import Delivery
+from appliance.services.sites import add_site
+from appliance.storage import comment_store
 from appliance.storage.database import open_database
+from appliance.storage.site_store import get_site, update_site
+from appliance.workers.comment_handlers import handle_comment
 from appliance.workers.notifier import Notifier
 from tests.conftest import free_port
-from tests.reliability.rig import ORIGIN, SITE, Rig
+from tests.reliability.rig import ORIGIN, OWNER, SITE, Rig
 
 
 def test_comment_routes_answer_503_while_redis_is_down(tmp_path):
@@ -67,3 +82,20 @@ def test_a_database_outage_during_a_delivery_is_retried_as_an_outage(redis_clien
         assert caplog.records[0].exc_info is None
     finally:
         notifier.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_comment_handled_again_is_notified_under_its_first_key(redis_client, database):
+    add_site(database, SITE, [ORIGIN])
+    update_site(database, dataclasses.replace(get_site(database, SITE), owner_email=OWNER))
+    comment_id = "c" * 32
+    event = {"id": comment_id, "site": SITE, "path": "/p", "body_markdown": "Hello",
+             "status": "approved", "author_name": "Ann", "author_email": "",
+             "visitor_hash": "a" * 32, "notify_replies": False, "parent_id": None,
+             "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()}
+    handle_comment(redis_client, database, 4, event)  # stored; the listener dies unacknowledged
+    comment_store.set_status(database, [comment_id], "deleted")  # the author deletes it
+    handle_comment(redis_client, database, 4, event)  # the next listener handles it again
+    notices = [(fields["kind"], json.loads(fields["body"])["idempotency_key"])
+               for _, fields in redis_client.xrange(events.NOTIFICATION_STREAM)]
+    assert notices == [("new_comment", f"new_comment:{comment_id}")] * 2
