@@ -1,14 +1,15 @@
 """In-process fan-out of live events to this worker's WebSocket connections.
 
 Redis pub/sub brings every event to every web worker once; the broker encodes its frame once
-and writes that same text to each local connection subscribed to the page (or to the whole
-site, for site-wide events).
+and writes those same bytes to each local connection subscribed to the page (or to the whole
+site, for site-wide events): straight to the connection's socket where it can
+(web/ws_direct.py), else through the connection's ASGI send.
 
-A connection costs no task and no queue while it idles: a frame is written inline, by driving
-the connection's send only until it would wait, which it does only when the client stops
-reading and the server's buffers for it are full. Only then does the connection get a writer
-task and a bounded backlog: a client too slow to read loses its oldest frames (a `totals`
-frame carries complete totals, so the newest one is always right), never the worker.
+A connection costs no task and no queue while it idles: a frame is written inline (an ASGI
+send is driven only until it would wait), which fails only when the client stops reading and
+the server's buffers for it are full. Only then does the connection get a writer task and a
+bounded backlog: a client too slow to read loses its oldest frames (a `totals` frame carries
+complete totals, so the newest one is always right), never the worker.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from appliance.events import LiveEvent
+from web.ws_direct import DirectWriter, text_frame
 
 log = logging.getLogger("ovation.live")
 QUEUE_SIZE = 256  # frames kept for a client that stopped reading
@@ -41,25 +43,33 @@ def event_frame(event: LiveEvent) -> str:
 class Subscription:
     """One live connection: its site, the pages it follows, and how to write to it."""
 
-    __slots__ = ("site", "paths", "visitor", "dropped", "_send", "_backlog", "_writer")
+    __slots__ = ("site", "paths", "visitor", "dropped", "_send", "_direct", "_backlog",
+                 "_writer")
 
-    def __init__(self, site: str, send: SendText) -> None:
+    def __init__(self, site: str, send: SendText, direct: DirectWriter | None = None) -> None:
         self.site = site
         self.paths: set[str] = set()
         self.visitor: str | None = None  # visitor hash named by `subscribe`: notifications
         self.dropped = 0
         self._send = send
+        self._direct = direct
         self._backlog: deque[str] | None = None  # only while a write waits on the client
         self._writer: asyncio.Task | None = None
 
-    def offer(self, text: str) -> None:
-        """Write `text` now if the connection takes it without waiting, else queue it."""
+    def offer(self, text: str, frame: bytes | None = None) -> None:
+        """Write `text` now if the connection takes it without waiting, else queue it.
+        `frame`: the same as a WebSocket frame, for a connection written to directly."""
         if self._writer is not None:
             backlog = self._backlog
             if len(backlog) == QUEUE_SIZE:
                 self.dropped += 1  # deque(maxlen) drops the oldest on append
             backlog.append(text)
             return
+        if self._direct is not None and frame is not None:
+            written = self._direct.write(frame)
+            if written is not False:
+                return  # written, or the connection is closing: nothing to do either way
+            # The client lags: this frame, and any that follow it, wait the usual way.
         coroutine = self._send(text)
         try:
             waiting_on = coroutine.send(None)
@@ -171,8 +181,9 @@ class Broker:
         if not targets:
             return 0
         text = event_frame(event)
+        frame = text_frame(text)
         for number, subscription in enumerate(targets, 1):
-            subscription.offer(text)
+            subscription.offer(text, frame)
             if number % YIELD_EVERY == 0 and number < len(targets):
                 await asyncio.sleep(0)
         return len(targets)

@@ -27,6 +27,7 @@ from appliance.settings import Settings
 from appliance.storage.counter_store import PREFIX
 from appliance.storage.database import open_database
 from appliance.storage.redis_client import async_redis, sync_redis
+from appliance.storage.script_batcher import ScriptBatcher
 from web.broker import Broker
 from web.live_publisher import LivePublisher
 
@@ -56,11 +57,14 @@ class WebRuntime:
         self.sql = SqlRunner()
         self.sites = SiteDirectory(self.database, self.sql.run, self.settings.site_cache_s)
         self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
+        # Concurrent requests' scripts (interactions, totals, rate limits) share pipelines.
+        self.scripts = ScriptBatcher(self.redis)
         self.counters = CounterService(self.redis, self.database, self.registry, self.settings,
-                                       self.sql.run, self.live, sites=self.sites)
+                                       self.sql.run, self.live, sites=self.sites,
+                                       batcher=self.scripts)
         self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run,
                                        votes=self.counters)
-        self.limiter = RateLimiter(self.redis)
+        self.limiter = RateLimiter(self.redis, self.scripts)
         self.hash_key = self.settings.hashing_key()
         # Moderation shares its code with the CLI, which is blocking: it runs in the SQL pool.
         self.sync_redis = sync_redis(self.settings)

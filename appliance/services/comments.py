@@ -105,6 +105,7 @@ class CommentService:
         self._key = settings.hashing_key()
         self._threads = PreparedThreads()
         self._my_votes = redis.register_script(cache.MY_VOTES_SCRIPT)
+        self._add_voter = redis.register_script(cache.ADD_VOTER_SCRIPT)
         self._submit_script = redis.register_script(cache.SUBMIT_SCRIPT)
         # The process's salts of IP hashes; the web's rate limits use the same copy.
         self.ip_salts = ip_salts or IpSalts(database, self._key,
@@ -182,14 +183,18 @@ class CommentService:
                           limit: int | None = None, offset: int = 0,
                           visitor_id: str | None = None) -> str:
         """`thread` as the JSON text of the answer, cut from this worker's prepared thread
-        (services/thread_view.py): one round trip of two small reads when nothing changed."""
+        (services/thread_view.py): one round trip of a few small reads when nothing changed
+        and the reader never voted on the page."""
         path = normalise_path(raw_path, self._settings.max_path_length)
         requester = visitor_hash(self._key, site.name, visitor_id) if visitor_id else ""
         limit = limit or self._settings.comment_page_size
         pipe = self._redis.pipeline(transaction=False)
         pipe.getrange(cache.thread_key(site.name, path), 0, cache.BUILD_ID_LENGTH - 1)
         pipe.get(cache.votes_version_key(site.name, path))
-        build_id, votes_version = await pipe.execute()
+        if requester:  # whether this reader ever voted here (most never do)
+            pipe.exists(cache.voters_key(site.name, path))
+            pipe.sismember(cache.voters_key(site.name, path), requester)
+        build_id, votes_version, *voter = await pipe.execute()
         prepared = self._threads.get(site.name, path)
         if prepared is None or not build_id or prepared.build_id != build_id:
             prepared = await self._prepare_thread(site.name, path, votes_version)
@@ -200,11 +205,30 @@ class CommentService:
             self._threads.put(site.name, path, prepared)
         my_votes: dict[str, str] = {}
         if requester and self._votes is not None:
-            ids = prepared.visible_ids(requester)
+            voted = (voter[1] if voter[0]
+                     else requester in await self._rebuild_voters(site.name, path, prepared))
+            ids = prepared.visible_ids(requester) if voted else []
             if ids:
                 reply = await self._my_votes(args=cache.my_votes_args(site.name, requester, ids))
                 my_votes = cache.parse_my_votes(ids, reply)
         return prepared.answer(path, sort, limit, offset, requester, my_votes)
+
+    async def _rebuild_voters(self, site: str, path: str, prepared: PreparedThread
+                              ) -> set[str]:
+        """The page's voters, read from the votes themselves, kept as its voters set. The set
+        exists (its sentinel) before the votes are read: a vote from then on adds its voter
+        itself (`ADD_VOTER_SCRIPT` adds only to a set that exists), an earlier one is read."""
+        key = cache.voters_key(site, path)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(key, cache.VOTERS_SENTINEL)
+        pipe.expire(key, cache.THREAD_TTL_S)
+        for comment_id in (e["id"] for e in prepared.entries if e["status"] != "pending"):
+            pipe.hkeys(cache.vote_state_key(site, comment_id))
+        fields = (await pipe.execute())[2:]
+        voters = {field[5:] for names in fields for field in names if field.startswith("vote|")}
+        if voters:
+            await self._redis.sadd(key, *voters)
+        return voters
 
     async def _prepare_thread(self, site: str, path: str,
                               votes_version: str | None) -> PreparedThread:
@@ -248,6 +272,9 @@ class CommentService:
         # After the vote: a reader that reads the token before the votes is never behind it.
         pipe.set(cache.votes_version_key(site.name, comment.path), cache.new_votes_version(),
                  ex=cache.THREAD_TTL_S)
+        self._add_voter(keys=[cache.voters_key(site.name, comment.path)],
+                        args=[visitor_hash(self._key, site.name, visitor_id),
+                              cache.THREAD_TTL_S], client=pipe)
         pipe.publish(events.LIVE_CHANNEL, events.LiveEvent(
             "comment_votes", site.name, comment.path,
             {"id": comment_id, "up": result["up"], "down": result["down"]}).encode())

@@ -34,6 +34,7 @@ from appliance.settings import Settings
 from appliance.storage import counter_store as keys
 from appliance.storage.counter_sql import read_page_totals
 from appliance.storage.counter_store import CounterScripts
+from appliance.storage.script_batcher import ScriptBatcher
 from appliance.storage.site_store import SiteRecord, page_exists
 
 log = logging.getLogger("ovation.counters")
@@ -72,7 +73,7 @@ class CounterService:
 
     def __init__(self, redis, database: pw.Database, registry: ReactionRegistry,
                  settings: Settings, run_sql: SqlRun, live: LiveScheduler | None = None,
-                 sites: SiteLookup | None = None) -> None:
+                 sites: SiteLookup | None = None, batcher: ScriptBatcher | None = None) -> None:
         self._redis = redis
         self._database = database
         self._registry = registry
@@ -81,6 +82,7 @@ class CounterService:
         self._live = live
         self._sites = sites
         self._scripts = CounterScripts.register(redis)
+        self._batcher = batcher
         self._hash_key = settings.hashing_key()
         self._ttl = settings.totals_cache_ttl_s
         self._known_pages: dict[tuple[str, str], float] = {}
@@ -335,6 +337,8 @@ class CounterService:
 
     async def _call(self, script, *args: Any):
         try:
+            if self._batcher is not None:
+                return await self._batcher.call(script, [], list(args))
             return await script(keys=[], args=list(args))
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             raise ServiceUnavailable(f"Redis is not reachable: {exc}") from exc

@@ -103,9 +103,10 @@ class Limit:
 class RateLimiter:
     """Checks and charges limits for a route class; raises RateLimited with a Retry-After."""
 
-    def __init__(self, redis) -> None:
+    def __init__(self, redis, batcher=None) -> None:
         self._redis = redis
         self._script = redis.register_script(GCRA_SCRIPT)
+        self._batcher = batcher  # a ScriptBatcher: concurrent requests share a pipeline
 
     async def check(self, route_class: str, charges: list[tuple[Limit, str]],
                     now_ms: float | None = None) -> None:
@@ -120,7 +121,10 @@ class RateLimiter:
         for limit, _ in charges:
             args += [limit.interval_ms, limit.burst_ms]
         try:
-            wait_ms = await self._script(keys=keys, args=args)
+            if self._batcher is not None:
+                wait_ms = await self._batcher.call(self._script, keys, args)
+            else:
+                wait_ms = await self._script(keys=keys, args=args)
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             # Fail open: whatever needs Redis fails on its own with 503; what does not (site
             # configuration from SQL) should not go down with the limiter.

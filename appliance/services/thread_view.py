@@ -21,8 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-RENDERED_PER_THREAD = 8  # cached whole answers per thread: (sort, limit, offset) variants
-THREADS_PER_WORKER = 64  # prepared threads a worker keeps, least recently read dropped first
+RENDERED_PER_THREAD = 4  # whole answers kept per thread: (sort, limit, offset) variants
+THREADS_PER_WORKER = 32  # prepared threads a worker keeps (200 comments: up to 0.6 MB)
 _NO_VOTE_TAIL = '"mine":false,"my_vote":null}'
 
 

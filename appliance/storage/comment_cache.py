@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | ov:thread:SITE|PATH | string | build id, newline, JSON: the thread as last read from SQL |
 | ov:cvotes:SITE|PATH | string | a random token, replaced on every vote on the page's comments |
+| ov:cvoters:SITE|PATH | set | visitor hashes that voted on the page's comments, and `-` |
 | ov:ccount:SITE|PATH | string | the page's approved-comment count; expires |
 | ov:ctok:ID | hash | a new comment's edit-token hash, page and author, for the edit window |
 | ov:rl:comment:SITE:KIND:HASH | string | comments posted in the current rate window |
@@ -76,6 +77,29 @@ def votes_version_key(site: str, path: str) -> str:
     return f"ov:cvotes:{site}|{path}"
 
 
+def voters_key(site: str, path: str) -> str:
+    return f"ov:cvoters:{site}|{path}"
+
+
+VOTERS_SENTINEL = "-"  # never a visitor hash: makes an empty voters set exist
+
+# A voter into the page's voters set, if the set exists; one that does not is built from the
+# votes themselves by the next reader who needs it (CommentService._rebuild_voters).
+# KEYS: voters key. ARGV: visitor hash, ttl_s.
+ADD_VOTER_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+def vote_state_key(site: str, comment_id: str) -> str:
+    """Where the vote script keeps a comment's votes by visitor (`vote|VISITOR` -> choice)."""
+    return f"{PREFIX}vs:{page_member(site, comment_target(comment_id))}"
+
+
 def new_build_id() -> str:
     return secrets.token_hex(BUILD_ID_LENGTH // 2)
 
@@ -118,8 +142,7 @@ _VOTE_CHOICES = {"u": "up", "d": "down"}
 
 
 def my_votes_args(site: str, visitor: str, comment_ids: list[str]) -> list[str]:
-    prefix = f"{PREFIX}vs:{page_member(site, comment_target(''))}"
-    return [prefix, f"vote|{visitor}", *comment_ids]
+    return [vote_state_key(site, ""), f"vote|{visitor}", *comment_ids]
 
 
 def parse_my_votes(comment_ids: list[str], reply: str | bytes) -> dict[str, str]:

@@ -16,8 +16,9 @@ from appliance.events import LiveEvent
 from appliance.services.sites import add_site
 from tests.conftest import free_port, start_process, stop_process, wait_http
 from tests.web.conftest import ORIGIN, SITE, ZERO, like
-from web.broker import QUEUE_SIZE, Broker, Subscription
+from web.broker import QUEUE_SIZE, Broker, Subscription, event_frame
 from web.live_publisher import LivePublisher
+from web.ws_direct import DirectWriter, text_frame
 
 LIVE = f"/api/v1/sites/{SITE}/live"
 
@@ -119,6 +120,51 @@ async def test_unregistering_a_stalled_client_cancels_its_writer():
     await asyncio.sleep(0)
     assert writers[0].cancelled()
     assert broker.connections == 0
+
+
+class Transport:
+    """What a direct writer sees of a connection: open or closing, taking frames or lagging."""
+
+    def __init__(self, state: bool | None = True) -> None:
+        self.state = state  # True: takes frames; False: lags; None: closing
+        self.frames: list[bytes] = []
+
+    def write(self, frame: bytes) -> bool | None:
+        if self.state:
+            self.frames.append(frame)
+        return self.state
+
+
+async def test_frames_go_straight_to_the_socket_and_the_usual_way_only_when_it_lags():
+    broker = Broker()
+    client, transport = Client(), Transport()
+    subscription = Subscription(SITE, client.send, transport)
+    broker.register(subscription)
+    broker.subscribe(subscription, "/p")
+    await broker.publish(totals_event(1))
+    assert transport.frames == [text_frame(event_frame(totals_event(1)))]
+    assert client.received == []  # not through the ASGI send
+    transport.state = False  # the client stopped reading: the usual way, in order
+    client.stall()
+    await broker.publish(totals_event(2))
+    transport.state = True
+    await broker.publish(totals_event(3))  # behind the waiting one, not around it
+    assert len(transport.frames) == 1
+    client.resume()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [json.loads(text)["totals"]["like"] for text in client.received] == [2, 3]
+    await broker.publish(totals_event(4))  # caught up: straight to the socket again
+    assert len(transport.frames) == 2
+    transport.state = None  # closing: nothing is written, nothing waits
+    await broker.publish(totals_event(5))
+    assert len(transport.frames) == 2 and len(client.received) == 2
+
+
+def test_a_text_frame_is_what_rfc_6455_says():
+    assert text_frame("hi") == b"\x81\x02hi"
+    assert text_frame("é" * 100)[:4] == b"\x81\x7e\x00\xc8"  # 200 bytes: 16-bit length
+    assert text_frame("x" * 70000)[:10] == b"\x81\x7f" + (70000).to_bytes(8, "big")
 
 
 async def test_a_failing_connection_does_not_stop_the_others():
@@ -243,3 +289,42 @@ async def test_permessage_deflate_is_declined_when_a_client_offers_it(web_server
         assert json.loads(await ws.recv())["type"] == "hello"  # uncompressed frames flow
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await ws.recv()) == {"type": "pong"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_hypercorn_connections_are_written_to_directly(settings, database, registry):
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from web.app import create_app
+
+    add_site(database, SITE, [ORIGIN])
+    app = create_app(settings, registry)
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
+    config = Config()
+    port = free_port()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
+    try:
+        url = f"ws://127.0.0.1:{port}{LIVE}"
+        for _ in range(100):  # until it listens
+            try:
+                ws = await websockets.connect(url, origin=ORIGIN, compression=None)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        async with ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await ws.send(json.dumps({"type": "subscribe", "paths": ["/p"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            broker = app.extensions["ovation"].broker
+            [subscription] = broker.targets(totals_event(0))
+            assert isinstance(subscription._direct, DirectWriter)
+            await broker.publish(totals_event(7))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {
+                "type": "totals", "path": "/p", "totals": {**ZERO, "like": 7}}
+    finally:
+        stop.set()
+        await server

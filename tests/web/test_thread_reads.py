@@ -100,6 +100,24 @@ async def test_a_vote_shows_in_the_next_read_of_every_worker(client, redis_clien
                 (older["id"], 0, None), (newer["id"], 0, None)]
 
 
+async def test_votes_cast_before_the_voters_set_existed_are_found(client, redis_client,
+                                                                 settings):
+    accepted = await post_comment(client, "vote on me", visitor=VISITOR)
+    store_queued(client, redis_client, settings)
+    await vote(client, accepted["id"], "down", OTHER_VISITOR)
+    redis_client.delete(cache.voters_key(SITE, PAGE))  # expired, or votes of an older version
+    [shown] = (await thread_of(client, visitor=OTHER_VISITOR))["comments"]
+    assert (shown["votes_down"], shown["my_vote"]) == (1, "down")
+    rebuilt = redis_client.smembers(cache.voters_key(SITE, PAGE))
+    assert cache.VOTERS_SENTINEL in rebuilt and len(rebuilt) == 2
+    await vote(client, accepted["id"], "up", THIRD_VISITOR)  # joins the rebuilt set
+    assert len(redis_client.smembers(cache.voters_key(SITE, PAGE))) == 3
+    [shown] = (await thread_of(client, visitor=THIRD_VISITOR))["comments"]
+    assert (shown["votes_up"], shown["my_vote"]) == (1, "up")
+    [shown] = (await thread_of(client, visitor=VISITOR))["comments"]
+    assert (shown["mine"], shown["my_vote"]) == (True, None)
+
+
 async def test_new_edited_and_moderated_comments_show_in_the_next_read(
         client, redis_client, settings):
     first = await post_comment(client, "first version")

@@ -30,6 +30,7 @@ from web.schemas import (
     SubscribeMessage,
     UnsubscribeMessage,
 )
+from web.ws_direct import direct_writer
 
 live = Blueprint("live", __name__)
 log = logging.getLogger("ovation.live")
@@ -61,8 +62,9 @@ async def live_socket(site: str) -> None:
 
 async def _serve_socket(rt, record, address: str) -> None:
     await websocket.accept()
-    send_text = _text_sender(websocket._get_current_object())
-    subscription = Subscription(record.name, send_text)
+    connection = websocket._get_current_object()
+    send_text = _text_sender(connection)
+    subscription = Subscription(record.name, send_text, direct_writer(connection))
     rt.broker.register(subscription)
 
     async def send(frame: dict) -> None:

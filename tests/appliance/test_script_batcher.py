@@ -1,0 +1,73 @@
+"""Concurrent script calls share one pipeline, and each caller gets its own answer or error.
+Real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from appliance.storage.script_batcher import ScriptBatcher
+
+INCR_OR_FAIL = """
+if ARGV[1] == 'fail' then return redis.error_reply('refused ' .. KEYS[1]) end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+
+
+@pytest.fixture
+async def client(redis_url):
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_concurrent_calls_share_a_pipeline_and_get_their_own_results(client):
+    script = client.register_script(INCR_OR_FAIL)
+    batcher = ScriptBatcher(client)
+    pipelines = []
+    original = client.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipelines.append(1)
+        return original(*args, **kwargs)
+
+    client.pipeline = counting_pipeline
+    results = await asyncio.gather(*(batcher.call(script, [f"k{n % 3}"], [1])
+                                     for n in range(30)), return_exceptions=True)
+    assert len(pipelines) == 1  # one round trip for the burst
+    assert sorted(results) == sorted(list(range(1, 11)) * 3)
+    assert [await client.get(f"k{n}") for n in range(3)] == ["10", "10", "10"]
+
+
+async def test_an_error_reaches_only_its_own_caller(client):
+    script = client.register_script(INCR_OR_FAIL)
+    batcher = ScriptBatcher(client)
+    ok, failed, also_ok = await asyncio.gather(
+        batcher.call(script, ["a"], [2]), batcher.call(script, ["b"], ["fail"]),
+        batcher.call(script, ["a"], [3]), return_exceptions=True)
+    assert (ok, also_ok) == (2, 5)
+    assert isinstance(failed, redis_errors.ResponseError) and "refused b" in str(failed)
+
+
+async def test_a_lone_call_and_a_script_unknown_to_redis(client):
+    script = client.register_script(INCR_OR_FAIL)
+    await client.script_flush()  # Redis forgot it: the batcher's pipeline loads it again
+    batcher = ScriptBatcher(client)
+    assert await batcher.call(script, ["solo"], [4]) == 4
+    await client.script_flush()
+    assert await asyncio.gather(batcher.call(script, ["x"], [1]),
+                                batcher.call(script, ["x"], [1])) == [1, 2]
+
+
+async def test_a_dead_connection_fails_every_waiting_caller():
+    client = Redis(unix_socket_path="/nonexistent/redis.sock", socket_connect_timeout=0.5)
+    script = client.register_script(INCR_OR_FAIL)
+    batcher = ScriptBatcher(client)
+    results = await asyncio.gather(*(batcher.call(script, ["k"], [1]) for _ in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(result, (redis_errors.ConnectionError, OSError))
+               for result in results)
+    await client.aclose()
