@@ -38,6 +38,26 @@ def diagnose(settings: Settings, unit_dir: Path = UNIT_DIR) -> list[Finding]:
     findings += check_redis_binary(settings)
     findings += check_port(settings, states)
     findings += check_backends(settings, health)
+    findings += check_plugins(settings)
+    return findings
+
+
+def check_plugins(settings: Settings) -> list[Finding]:
+    """Reaction plugins load in every process; one that fails is left out there, silently for
+    readers, so say so here."""
+    from appliance.errors import PluginError
+    from appliance.plugin_registry import ReactionRegistry
+
+    try:
+        registry = ReactionRegistry.discover(settings)
+    except PluginError as exc:
+        return [Finding(FAIL, "plugins", exc.message)]
+    findings = [Finding(FAIL, "plugins", f"{info.entry_point} ({info.package} {info.version}) "
+                        f"fails to load: {info.error}; sites showing its type go without it")
+                for info in registry.failed()]
+    if not findings:
+        findings.append(Finding(OK, "plugins", f"{len(registry.names())} reaction type(s) "
+                                f"load: {', '.join(registry.names())}"))
     return findings
 
 

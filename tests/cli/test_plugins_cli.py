@@ -131,3 +131,35 @@ def test_the_external_plugin_is_served_with_its_hooks(env, database, settings,
                                            "details": {"field": "reaction"}}
     finally:
         stop_process(web)
+
+
+def broken_package(directory) -> None:
+    """An installed distribution (as pip leaves it: a module and its dist-info) whose plugin
+    factory raises, and one whose module cannot even be imported."""
+    (directory / "broken_plugin.py").write_text(
+        "def factory(context):\n    raise RuntimeError('the plugin is broken')\n")
+    for name, target in (("broken", "broken_plugin:factory"),
+                         ("missing", "no_such_module:factory")):
+        info = directory / f"ovation_{name}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ovation-{name}\n"
+                                       "Version: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[ovation.reactions]\n{name} = {target}\n")
+
+
+def test_failing_plugins_are_listed_and_flagged_by_doctor_while_others_work(env, database,
+                                                                           tmp_path):
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    broken_package(packages)
+    rows = {row["plugin"]: row for row in json.loads(
+        platformctl(env, "plugins", "list", "--json", plugin_dir=packages).stdout)}
+    assert rows["broken"]["status"] == "failed"
+    assert rows["broken"]["error"] == "RuntimeError: the plugin is broken"
+    assert rows["missing"]["status"] == "failed" and "no_such_module" in rows["missing"]["error"]
+    assert all(rows[name]["status"] == "loaded" for name in ("view", "like", "stars"))
+    doctor = platformctl(env, "doctor", plugin_dir=packages)
+    assert "broken (ovation-broken 0.1) fails to load: RuntimeError: the plugin is broken" \
+        in doctor.stdout
+    healthy = platformctl(env, "doctor")
+    assert "reaction type(s) load: view, like, applause, emoji, stars" in healthy.stdout
