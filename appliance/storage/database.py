@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import peewee as pw
+from playhouse.pool import PooledPostgresqlDatabase
 
 from appliance.errors import ConfigError, ServiceUnavailable
 from appliance.storage.models import database_proxy
@@ -16,6 +17,13 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
     "busy_timeout": 10000,  # several processes share the file
 }
+# PostgreSQL connections are pooled per process: every `connection_context()` would otherwise
+# open a new connection (TCP, authentication) for each request that reads SQL. A process uses
+# at most its SQL threads' worth; a connection broken by a server restart is dropped from the
+# pool after its first failure, and idle ones are replaced after a few minutes.
+PG_POOL_SIZE = 16
+PG_POOL_STALE_S = 300
+PG_POOL_WAIT_S = 10
 
 
 def open_database(url: str) -> pw.Database:
@@ -30,8 +38,9 @@ def open_database(url: str) -> pw.Database:
         database: pw.Database = pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS,
                                                   check_same_thread=False)
     elif parts.scheme in ("postgresql", "postgres"):
-        database = pw.PostgresqlDatabase(
+        database = PooledPostgresqlDatabase(
             unquote(parts.path.lstrip("/")) or "postgres",
+            max_connections=PG_POOL_SIZE, stale_timeout=PG_POOL_STALE_S, timeout=PG_POOL_WAIT_S,
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             host=parts.hostname,

@@ -112,8 +112,13 @@ async def test_flusher_process_sigterm_flushes_before_exit(service, settings, da
 
     site = get_site(database, "blog")
     slow = settings.model_copy(update={"flush_interval_s": 3600.0})
-    process = start_process(slow, "serve", "flusher")
-    time.sleep(1.5)  # started, first tick done
+    log = settings.data_dir / "flusher.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = start_process(slow, "serve", "flusher", log=log)
+    deadline = time.monotonic() + 60  # a loaded machine may take a while to start Python
+    while "flusher started" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "flusher started" in log.read_text(), log.read_text()
     expected = await record_some(service, site, 1)
     assert stop_process(process) == 0
     assert sql_totals(database) == {key: value for key, value in expected.items() if value}
