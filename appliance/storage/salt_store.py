@@ -8,12 +8,28 @@ services/ip_salts.py.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from typing import NamedTuple
 
 import peewee as pw
 
 from appliance.storage.models import Ban, IpSalt
+
+
+class _HideSalts(logging.Filter):
+    """peewee logs every query with its parameters at debug level: a salt written to a log
+    file would outlive its deletion, so the parameters of salt inserts are left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (isinstance(record.msg, tuple) and len(record.msg) == 2
+                and isinstance(record.msg[0], str) and '"ip_salt"' in record.msg[0]
+                and record.msg[0].lstrip().upper().startswith("INSERT")):
+            record.msg = (record.msg[0], "(parameters hidden)")
+        return True
+
+
+logging.getLogger("peewee").addFilter(_HideSalts())
 
 
 class StoredSalt(NamedTuple):

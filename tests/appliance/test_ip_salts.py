@@ -4,6 +4,7 @@ Real SQLite and PostgreSQL, real Redis; time is passed in, never slept through."
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -186,3 +187,10 @@ def test_expired_ip_bans_are_deleted_with_their_salts(database):
     salt_store.delete_expired(database, time.time() + DAY + 5, DAY)
     with database.connection_context():
         assert [(ban.kind, ban.reason) for ban in Ban.select()] == [("visitor", "forever")]
+
+
+def test_a_debug_log_of_the_queries_never_shows_a_salt(database, caplog):
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        salts = salt_store.salts_in_use(database, T0 + 5, HOUR, DAY)
+    assert "ip_salt" in caplog.text  # the queries were logged,
+    assert salts[0].salt not in caplog.text  # their salt was not
