@@ -25,7 +25,7 @@ from appliance.services.sites import SiteDirectory
 from appliance.services.sql_runner import SqlRunner
 from appliance.settings import Settings
 from appliance.storage.counter_store import PREFIX
-from appliance.storage.database import open_database
+from appliance.storage.database import close_database, open_database
 from appliance.storage.redis_client import async_redis, sync_redis
 from appliance.storage.script_batcher import ScriptBatcher
 from web.broker import Broker
@@ -53,7 +53,7 @@ class WebRuntime:
 
     async def open(self) -> None:
         self.redis = async_redis(self.settings)
-        self.database = open_database(self.settings.effective_database_url)
+        self.database = open_database(self.settings.effective_database_url, pooled=True)
         self.sql = SqlRunner()
         self.sites = SiteDirectory(self.database, self.sql.run, self.settings.site_cache_s)
         self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
@@ -77,8 +77,7 @@ class WebRuntime:
         await self.redis.aclose()
         self.sync_redis.close()
         self.sql.close()
-        if not self.database.is_closed():
-            self.database.close()
+        close_database(self.database)
 
     async def relay_live_events(self, shutdown: asyncio.Event) -> None:
         """Bring every live event from Redis pub/sub to this worker's broker, reconnecting."""

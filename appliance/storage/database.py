@@ -17,16 +17,18 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
     "busy_timeout": 10000,  # several processes share the file
 }
-# PostgreSQL connections are pooled per process: every `connection_context()` would otherwise
-# open a new connection (TCP, authentication) for each request that reads SQL. A process uses
-# at most its SQL threads' worth; a connection broken by a server restart is dropped from the
-# pool after its first failure, and idle ones are replaced after a few minutes.
+# Web workers pool their PostgreSQL connections (`pooled=True`): every `connection_context()`
+# would otherwise open a new connection (TCP, authentication) for each request that reads SQL.
+# A worker uses at most its SQL threads' worth; a connection broken by a server restart is
+# dropped from the pool after its first failure, and idle ones are replaced after a few
+# minutes. Other processes (one flush every few seconds, CLI commands) connect when they need
+# to, so they hold no idle connection slots.
 PG_POOL_SIZE = 16
 PG_POOL_STALE_S = 300
 PG_POOL_WAIT_S = 10
 
 
-def open_database(url: str) -> pw.Database:
+def open_database(url: str, pooled: bool = False) -> pw.Database:
     """Build (not connect) the peewee database for `url` and bind the models to it."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
@@ -38,9 +40,10 @@ def open_database(url: str) -> pw.Database:
         database: pw.Database = pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS,
                                                   check_same_thread=False)
     elif parts.scheme in ("postgresql", "postgres"):
-        database = PooledPostgresqlDatabase(
-            unquote(parts.path.lstrip("/")) or "postgres",
-            max_connections=PG_POOL_SIZE, stale_timeout=PG_POOL_STALE_S, timeout=PG_POOL_WAIT_S,
+        pool = ({"max_connections": PG_POOL_SIZE, "stale_timeout": PG_POOL_STALE_S,
+                 "timeout": PG_POOL_WAIT_S} if pooled else {})
+        database = (PooledPostgresqlDatabase if pooled else pw.PostgresqlDatabase)(
+            unquote(parts.path.lstrip("/")) or "postgres", **pool,
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             host=parts.hostname,
@@ -51,6 +54,14 @@ def open_database(url: str) -> pw.Database:
         raise ConfigError(f"database URL {url!r}: use sqlite:///PATH or postgresql://...")
     database_proxy.initialize(database)
     return database
+
+
+def close_database(database: pw.Database) -> None:
+    """Close the database, including every pooled connection of every thread."""
+    if isinstance(database, PooledPostgresqlDatabase):
+        database.close_all()
+    else:
+        database.close()
 
 
 def is_postgres(database: pw.Database) -> bool:
