@@ -63,7 +63,7 @@ class WebRuntime:
                                        self.sql.run, self.live, sites=self.sites,
                                        batcher=self.scripts)
         self.comments = CommentService(self.redis, self.database, self.settings, self.sql.run,
-                                       votes=self.counters)
+                                       votes=self.counters, batcher=self.scripts)
         self.limiter = RateLimiter(self.redis, self.scripts)
         self.hash_key = self.settings.hashing_key()
         # Moderation shares its code with the CLI, which is blocking: it runs in the SQL pool.

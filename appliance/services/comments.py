@@ -33,6 +33,7 @@ from appliance.settings import Settings
 from appliance.storage import comment_cache as cache
 from appliance.storage import comment_store
 from appliance.storage.models import utcnow
+from appliance.storage.script_batcher import ScriptBatcher
 from appliance.storage.site_store import SiteRecord, page_exists
 
 MODERATION_MODES = ("open", "all", "first_time", "links")
@@ -96,7 +97,7 @@ class CommentService:
 
     def __init__(self, redis, database: pw.Database, settings: Settings,
                  run_sql: SqlRun, votes: VoteCounter | None = None,
-                 ip_salts: IpSalts | None = None) -> None:
+                 ip_salts: IpSalts | None = None, batcher: ScriptBatcher | None = None) -> None:
         self._redis = redis
         self._database = database
         self._settings = settings
@@ -104,6 +105,8 @@ class CommentService:
         self._votes = votes
         self._key = settings.hashing_key()
         self._threads = PreparedThreads()
+        self._batcher = batcher
+        self._thread_state = redis.register_script(cache.THREAD_STATE_SCRIPT)
         self._my_votes = redis.register_script(cache.MY_VOTES_SCRIPT)
         self._add_voter = redis.register_script(cache.ADD_VOTER_SCRIPT)
         self._submit_script = redis.register_script(cache.SUBMIT_SCRIPT)
@@ -181,20 +184,17 @@ class CommentService:
 
     async def thread_json(self, site: SiteRecord, raw_path: str, sort: str = "oldest",
                           limit: int | None = None, offset: int = 0,
-                          visitor_id: str | None = None) -> str:
-        """`thread` as the JSON text of the answer, cut from this worker's prepared thread
+                          visitor_id: str | None = None) -> bytes:
+        """`thread` as the JSON of the answer (UTF-8), cut from this worker's prepared thread
         (services/thread_view.py): one round trip of a few small reads when nothing changed
         and the reader never voted on the page."""
         path = normalise_path(raw_path, self._settings.max_path_length)
         requester = visitor_hash(self._key, site.name, visitor_id) if visitor_id else ""
         limit = limit or self._settings.comment_page_size
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.getrange(cache.thread_key(site.name, path), 0, cache.BUILD_ID_LENGTH - 1)
-        pipe.get(cache.votes_version_key(site.name, path))
-        if requester:  # whether this reader ever voted here (most never do)
-            pipe.exists(cache.voters_key(site.name, path))
-            pipe.sismember(cache.voters_key(site.name, path), requester)
-        build_id, votes_version, *voter = await pipe.execute()
+        keys = [cache.thread_key(site.name, path), cache.votes_version_key(site.name, path),
+                cache.voters_key(site.name, path)]  # whether this reader voted: most never do
+        build_id, votes_version, voters_known, voted = await self._script(
+            self._thread_state, keys, [cache.BUILD_ID_LENGTH, requester])
         prepared = self._threads.get(site.name, path)
         if prepared is None or not build_id or prepared.build_id != build_id:
             prepared = await self._prepare_thread(site.name, path, votes_version)
@@ -205,8 +205,8 @@ class CommentService:
             self._threads.put(site.name, path, prepared)
         my_votes: dict[str, str] = {}
         if requester and self._votes is not None:
-            voted = (voter[1] if voter[0]
-                     else requester in await self._rebuild_voters(site.name, path, prepared))
+            if not voters_known:
+                voted = requester in await self._rebuild_voters(site.name, path, prepared)
             ids = prepared.visible_ids(requester) if voted else []
             if ids:
                 reply = await self._my_votes(args=cache.my_votes_args(site.name, requester, ids))
@@ -230,8 +230,15 @@ class CommentService:
             await self._redis.sadd(key, *voters)
         return voters
 
+    async def _script(self, script, keys: list, args: list) -> Any:
+        """Through the worker's script batcher, if it has one: concurrent readers' checks
+        share one pipeline with the other requests' scripts."""
+        if self._batcher is not None:
+            return await self._batcher.call(script, keys, args)
+        return await script(keys=keys, args=args)
+
     async def _prepare_thread(self, site: str, path: str,
-                              votes_version: str | None) -> PreparedThread:
+                              votes_version: str) -> PreparedThread:
         """The page's thread from its Redis cache, or from SQL (then cached), with live votes."""
         thread_key = cache.thread_key(site, path)
         raw = await self._redis.get(thread_key)
@@ -272,9 +279,9 @@ class CommentService:
         # After the vote: a reader that reads the token before the votes is never behind it.
         pipe.set(cache.votes_version_key(site.name, comment.path), cache.new_votes_version(),
                  ex=cache.THREAD_TTL_S)
-        self._add_voter(keys=[cache.voters_key(site.name, comment.path)],
-                        args=[visitor_hash(self._key, site.name, visitor_id),
-                              cache.THREAD_TTL_S], client=pipe)
+        await self._add_voter(keys=[cache.voters_key(site.name, comment.path)],  # queued
+                              args=[visitor_hash(self._key, site.name, visitor_id),
+                                    cache.THREAD_TTL_S], client=pipe)
         pipe.publish(events.LIVE_CHANNEL, events.LiveEvent(
             "comment_votes", site.name, comment.path,
             {"id": comment_id, "up": result["up"], "down": result["down"]}).encode())

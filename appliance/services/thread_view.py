@@ -43,15 +43,15 @@ def public_fields(entry: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class PreparedThread:
     build_id: str
-    votes_version: str | None
+    votes_version: str  # "" while the page has no vote token
     entries: list[dict[str, Any]]  # every cached comment, oldest first, with its live votes
     approved: int
     authors: frozenset[str]  # visitor hashes of the comments' authors
     encoded: dict[str, str] = field(default_factory=dict)  # id -> JSON without the tail
-    rendered: OrderedDict[tuple[str, int, int], str] = field(default_factory=OrderedDict)
+    rendered: OrderedDict[tuple[str, int, int], bytes] = field(default_factory=OrderedDict)
 
     @classmethod
-    def build(cls, build_id: str, votes_version: str | None, entries: list[dict[str, Any]],
+    def build(cls, build_id: str, votes_version: str, entries: list[dict[str, Any]],
               votes: dict[str, dict[str, Any]]) -> PreparedThread:
         """`votes`: live totals by comment id (`up`, `down`); a comment without is left as
         cached."""
@@ -71,21 +71,21 @@ class PreparedThread:
                    encoded)
 
     def answer(self, path: str, sort: str, limit: int, offset: int, requester: str = "",
-               my_votes: dict[str, str] | None = None) -> str:
-        """The route's JSON answer for one reader (a visitor hash, or "" for none)."""
+               my_votes: dict[str, str] | None = None) -> bytes:
+        """The route's JSON answer (UTF-8) for one reader (a visitor hash, or "" for none)."""
         personal = bool(my_votes) or (requester and requester in self.authors)
         if personal:
-            return self._render(path, sort, limit, offset, requester, my_votes or {})
+            return self._render(path, sort, limit, offset, requester, my_votes or {}).encode()
         key = (sort, limit, offset)
-        text = self.rendered.get(key)
-        if text is None:
-            text = self._render(path, sort, limit, offset, "", {})
-            self.rendered[key] = text
+        body = self.rendered.get(key)
+        if body is None:
+            body = self._render(path, sort, limit, offset, "", {}).encode()
+            self.rendered[key] = body
             if len(self.rendered) > RENDERED_PER_THREAD:
                 self.rendered.popitem(last=False)
         else:
             self.rendered.move_to_end(key)
-        return text
+        return body
 
     def visible_ids(self, requester: str = "") -> list[str]:
         return [entry["id"] for entry in self._visible(requester)]

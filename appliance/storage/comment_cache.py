@@ -73,6 +73,21 @@ return {'queued', 0}
 """
 
 
+# What a reader holding a prepared thread checks before using it, in one step: the cached
+# thread's build id, the page's vote token, and (for a named reader) whether they voted there.
+# KEYS: thread key, vote token key, voters key. ARGV: build id length, reader's visitor hash or
+# "". Returns {build id or "", vote token or "", voters set exists (0/1), reader voted (0/1)}.
+THREAD_STATE_SCRIPT = """
+local out = {redis.call('GETRANGE', KEYS[1], 0, ARGV[1] - 1), redis.call('GET', KEYS[2]) or '',
+             0, 0}
+if ARGV[2] ~= '' then
+  out[3] = redis.call('EXISTS', KEYS[3])
+  out[4] = redis.call('SISMEMBER', KEYS[3], ARGV[2])
+end
+return out
+"""
+
+
 def votes_version_key(site: str, path: str) -> str:
     return f"ov:cvotes:{site}|{path}"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee as pw
 
-from appliance.storage.counter_sql import ensure_pages
+from appliance.storage.counter_sql import chunked, ensure_pages
 from appliance.storage.models import Ban, Comment, Page, Site
 
 PUBLIC_STATUSES = ("approved", "deleted")
@@ -140,20 +140,58 @@ def insert_comment(database: pw.Database, fields: dict[str, Any], max_depth: int
         if page_id is None:
             raise ValueError(f"unknown site {fields['site']!r}")
         parent_id, depth = _placement(fields.get("parent_id"), page_id, max_depth)
-        Comment.insert(
-            id=fields["id"], page=page_id, parent=parent_id, depth=depth,
-            author_name=fields.get("author_name", ""),
-            author_email=fields.get("author_email", ""),
-            author_website=fields.get("author_website", ""),
-            avatar_seed=fields.get("avatar_seed", ""),
-            body_markdown=fields["body_markdown"], body_html=fields["body_html"],
-            status=fields["status"], visitor_hash=fields.get("visitor_hash", ""),
-            ip_hash=fields.get("ip_hash", ""),
-            edit_token_hash=fields.get("edit_token_hash", ""),
-            notify_replies=bool(fields.get("notify_replies")),
-            created_at=dt.datetime.fromisoformat(fields["created_at"]),
-        ).execute()
+        Comment.insert(**_row(fields, page_id, parent_id, depth)).execute()
     return True
+
+
+def insert_comments(database: pw.Database, comments: Sequence[dict[str, Any]],
+                    max_depth: int) -> dict[str, bool]:
+    """Store new comments together, as `insert_comment` does one (the listener's batches):
+    one look-up of the ids stored already and one of the pages for all of them, then one
+    multi-row insert per run of comments that reply to none of the run. Returns id -> stored
+    now (False: stored before). ValueError for a comment of an unknown site, and then
+    nothing is stored."""
+    with database.connection_context(), database.atomic():
+        stored_before = {row.id for chunk in chunked([c["id"] for c in comments])
+                         for row in Comment.select(Comment.id).where(Comment.id.in_(chunk))}
+        new = list({c["id"]: c for c in comments if c["id"] not in stored_before}.values())
+        page_ids = ensure_pages({(c["site"], c["path"]) for c in new})
+        run: list[dict[str, Any]] = []
+        in_run: set[str] = set()
+        for fields in new:
+            page_id = page_ids.get((fields["site"], fields["path"]))
+            if page_id is None:
+                raise ValueError(f"unknown site {fields['site']!r}")
+            if fields.get("parent_id") in in_run:  # its parent must be stored to place it
+                _insert_rows(run)
+                run, in_run = [], set()
+            parent_id, depth = _placement(fields.get("parent_id"), page_id, max_depth)
+            run.append(_row(fields, page_id, parent_id, depth))
+            in_run.add(fields["id"])
+        _insert_rows(run)
+    return {c["id"]: c["id"] not in stored_before for c in comments}
+
+
+def _insert_rows(rows: list[dict[str, Any]]) -> None:
+    for chunk in chunked(rows, 100):  # SQLite allows 32,766 parameters: 100 rows of 15
+        Comment.insert_many(chunk).execute()
+
+
+def _row(fields: dict[str, Any], page_id: int, parent_id: str | None,
+         depth: int) -> dict[str, Any]:
+    return dict(
+        id=fields["id"], page=page_id, parent=parent_id, depth=depth,
+        author_name=fields.get("author_name", ""),
+        author_email=fields.get("author_email", ""),
+        author_website=fields.get("author_website", ""),
+        avatar_seed=fields.get("avatar_seed", ""),
+        body_markdown=fields["body_markdown"], body_html=fields["body_html"],
+        status=fields["status"], visitor_hash=fields.get("visitor_hash", ""),
+        ip_hash=fields.get("ip_hash", ""),
+        edit_token_hash=fields.get("edit_token_hash", ""),
+        notify_replies=bool(fields.get("notify_replies")),
+        created_at=dt.datetime.fromisoformat(fields["created_at"]),
+    )
 
 
 def _placement(parent_id: str | None, page_id: int, max_depth: int) -> tuple[str | None, int]:

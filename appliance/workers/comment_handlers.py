@@ -61,19 +61,26 @@ def handle_comment(client: redis.Redis, database: pw.Database, max_depth: int,
 
 def store_comments(client: redis.Redis, database: pw.Database, max_depth: int,
                    bodies: Sequence[dict[str, Any]]) -> list[bool]:
-    """Store new comments in one transaction, then refresh their pages and announce and
-    notify them in one Redis round trip. Returns, per comment, whether it is stored (now or
-    before: a redelivery): one that failed spoils only itself (its savepoint is rolled back),
-    and the caller handles it on its own, with retries. Raises if the transaction fails."""
-    inserted: dict[str, bool] = {}
+    """Store new comments in one transaction (one multi-row insert, in the usual case), then
+    refresh their pages and announce and notify them in one Redis round trip. Returns, per
+    comment, whether it is stored (now or before: a redelivery). If the batch cannot be
+    stored together, each comment is tried on its own savepoint: one that fails spoils only
+    itself, and the caller handles it on its own, with retries. Raises if SQL is down."""
+    rows = [{**body, "body_html": body_html(body)} for body in bodies]
     with database.connection_context():
-        with database.atomic():
-            for body in bodies:
-                try:  # insert_comment nests a savepoint in this transaction
-                    inserted[body["id"]] = comment_store.insert_comment(
-                        database, {**body, "body_html": body_html(body)}, max_depth)
-                except Exception as exc:
-                    log.warning("comment %s not stored with its batch: %s", body.get("id"), exc)
+        try:
+            inserted = comment_store.insert_comments(database, rows, max_depth)
+        except Exception as exc:  # rolled back: one by one, so that one spoils only itself
+            log.warning("a batch of %d comments not stored together (%s); one by one",
+                        len(rows), exc)
+            inserted = {}
+            with database.atomic():
+                for fields in rows:
+                    try:  # insert_comment nests a savepoint in this transaction
+                        inserted[fields["id"]] = comment_store.insert_comment(database, fields,
+                                                                              max_depth)
+                    except Exception as exc:
+                        log.warning("comment %s not stored: %s", fields["id"], exc)
         stored = {comment.id: comment for comment in
                   comment_store.get_comments(database, list(inserted))}
         comments = [stored[body["id"]] for body in bodies if body["id"] in stored]

@@ -149,3 +149,16 @@ async def test_an_edit_read_with_its_comment_is_applied_after_it(service, databa
                                                           [first.id, second.id, third.id])}
     assert stored[first.id].body_html == "<p>first, <em>edited</em></p>"
     assert set(stored) == {first.id, second.id, third.id}
+
+
+async def test_a_reply_read_with_its_parent_is_placed_under_it(service, database, listener):
+    site = get_site(database, "blog")
+    parent = await submit(service, site, "parent", ANN, 1)
+    reply = await submit(service, site, "reply", "visitor-0002", 2, parent_id=parent.id)
+    deeper = await submit(service, site, "deeper", "visitor-0003", 3, parent_id=reply.id)
+    top = await submit(service, site, "another top-level one", "visitor-0004", 4)
+    assert listener.run_once() == 4
+    stored = {c.id: (c.parent_id, c.depth) for c in comment_store.get_comments(
+        database, [parent.id, reply.id, deeper.id, top.id])}
+    assert stored == {parent.id: (None, 0), reply.id: (parent.id, 1),
+                      deeper.id: (reply.id, 2), top.id: (None, 0)}

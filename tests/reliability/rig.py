@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
 from appliance.notify.subscriptions import add_webhook
 from appliance.services.sites import add_site
@@ -47,6 +48,7 @@ class Rig:
         self.ports = {"web0": free_port(), "web1": free_port()}
         self.settings: Settings | None = None
         self.receivers = Receivers()
+        self.webhook_id = ""  # the site's webhook, as Ovation's delivery queue names it
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class Rig:
         add_site(database, SITE, [ORIGIN])
         update_site(database, dataclasses.replace(get_site(database, SITE), owner_email=OWNER))
         # Every event, so that a comment notified as anything but new_comment shows.
-        add_webhook(database, SITE, self.receivers.webhook_url)
+        self.webhook_id = str(add_webhook(database, SITE, self.receivers.webhook_url).id)
         database.close()
         for name in WORKERS:
             self.start_worker(name)
@@ -150,6 +152,10 @@ class Rig:
         self.redis_process = subprocess.Popen(owned_redis.redis_command(self.redis_dir),
                                               start_new_session=True)
         owned_redis.wait_for_socket(socket_path, self.redis_process, 30)
+
+    def redis_client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.redis_dir / "redis.sock"),
+                           decode_responses=True)
 
     def stop_redis(self) -> None:
         """SIGTERM: Redis fsyncs its AOF before exiting, so a restart replays everything."""

@@ -25,8 +25,9 @@ import websockets
 
 from appliance.storage.database import open_database
 from appliance.storage.models import Comment, Counter, Page
+from tests.reliability import notification_fates
 from tests.reliability.comment_clients import CommentLoad
-from tests.reliability.rig import ORIGIN, SITE, Rig
+from tests.reliability.rig import ORIGIN, OWNER, SITE, Rig
 
 PATHS = [f"/posts/{n}" for n in range(8)]  # already normalised
 CANARY = "/canary"
@@ -72,6 +73,7 @@ class Report:
     notifications: str
     errors: list[str]
     answers: str = ""  # how requests were answered, by kind (for reading, not in the table)
+    late: int = 0  # notifications Ovation still held, undelivered, when the run ended
 
     def row(self) -> str:
         faults = ", ".join(f"{kind} x{n}" for kind, n in sorted(self.faults.items()))
@@ -117,6 +119,7 @@ class Scenario:
         self.reconnects = 0
         self.churns = 0  # subscriber reconnections on purpose (connection churn)
         self.last_failure = ""  # the last failed interaction, for a recovery that never comes
+        self.late: Tally = Tally()  # undelivered notifications Ovation still holds, by fate
 
     def web_urls(self) -> list[str]:
         return [self.rig.url("web0"), self.rig.url("web1")]
@@ -261,6 +264,8 @@ class Scenario:
         comment_id = None
         while comment_id is None and time.monotonic() < deadline:
             comment_id = await self.comments.post(http, self.rng, 99, [])
+        totals: dict[tuple[str, str], int] = {}
+        stored: set[str] = set()
         while time.monotonic() < deadline:
             want = self.ledger.acknowledged[(CANARY, "view")]
             try:
@@ -271,7 +276,7 @@ class Scenario:
                 return
             await asyncio.sleep(0.2)
         raise AssertionError(f"the appliance did not recover within {timeout_s} s: comment "
-                             f"{comment_id} acknowledged and stored: {comment_id in stored}, "
+                             f"{comment_id} stored: {comment_id in stored}, "
                              f"canary views in SQL {totals.get((CANARY, 'view'))} of {want}")
 
     async def fault_loop(self, duration_s: float) -> None:
@@ -334,8 +339,16 @@ class Scenario:
         lost, duplicated = await self.settle_and_compare()
         return Report(name, self.faults, self.ledger.operations, self.by_kind(), lost,
                       duplicated, self.recover_s, self.ledger.unanswered, caught_up,
-                      self.rig.receivers.summary(self.ledger.comments), self.errors,
-                      ", ".join(f"{k}: {n}" for k, n in sorted(self.ledger.statuses.items())))
+                      self.notifications(), self.errors,
+                      ", ".join(f"{k}: {n}" for k, n in sorted(self.ledger.statuses.items())),
+                      sum(self.late.values()))
+
+    def notifications(self) -> str:
+        summary = self.rig.receivers.summary(self.ledger.comments)
+        if not self.late:
+            return summary
+        return summary + "; late (still in Ovation): " + ", ".join(
+            f"{n} {fate}" for fate, n in sorted(self.late.items()))
 
     def by_kind(self) -> dict[str, int]:
         changes = self.comments.ledger
@@ -364,7 +377,8 @@ class Scenario:
         for task in subscribers:
             task.cancel()
         await asyncio.gather(*subscribers, return_exceptions=True)
-        return f"{caught}/{len(self.last_totals)} ({self.reconnects} reconnects)"
+        return (f"{caught}/{len(self.last_totals)} ({self.reconnects} reconnects, "
+                f"{self.churns} on purpose)")
 
     async def settle_and_compare(self) -> tuple[int, int]:
         # The listener drains the submission stream, then the notifier its queue. A message
@@ -407,11 +421,30 @@ class Scenario:
         changes_lost, changes_duplicated, problems = self.comments.ledger.compare(
             await asyncio.to_thread(self.comments.read_rows))
         self.errors.extend(problems)
-        for deliveries in (self.rig.receivers.mail, self.rig.receivers.webhook):
-            problems = deliveries.problems(ledger.comments)
-            lost += len(ledger.comments - deliveries.received())
-            self.errors.extend(problems)
-        return lost + changes_lost, duplicated + changes_duplicated
+        return lost + changes_lost + self.check_notifications(), duplicated + changes_duplicated
+
+    def check_notifications(self) -> int:
+        """Problems of the notices received; acknowledged comments that no receiver of a
+        channel got: late if Ovation still holds them, else lost. Returns how many are lost."""
+        lost = 0
+        client = self.rig.redis_client()
+        try:
+            for deliveries in (self.rig.receivers.mail, self.rig.receivers.webhook):
+                self.errors.extend(deliveries.problems())
+                missing = self.ledger.comments - deliveries.received()
+                target = (OWNER if deliveries.ovation_channel == "email"
+                          else self.rig.webhook_id)
+                for fate, n in notification_fates.fates(
+                        client, deliveries.ovation_channel, target, missing).items():
+                    if fate in notification_fates.LATE:
+                        self.late[f"{deliveries.channel} {fate}"] += n
+                    else:
+                        lost += n
+                        self.errors.append(f"{n} acknowledged comments have no "
+                                           f"{deliveries.channel} notification ({fate})")
+        finally:
+            client.close()
+        return lost
 
     async def wait_for_notifications(self, timeout_s: float) -> None:
         """Until every acknowledged comment was notified by e-mail and webhook, or time is up

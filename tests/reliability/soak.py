@@ -18,8 +18,6 @@ import time
 from collections import Counter as Tally
 from pathlib import Path
 
-import redis
-
 from tests.reliability.rig import Rig
 from tests.reliability.scenario import TABLE_HEAD, Report, Scenario
 
@@ -87,19 +85,26 @@ async def soak(rig: Rig, minutes: float, seed: int, faults: bool) -> tuple[Repor
 
 
 def redis_contents(rig: Rig) -> str:
-    """Redis's memory and its keys by kind (the part of the name before the last `:`)."""
-    client = redis.Redis(unix_socket_path=str(rig.redis_dir / "redis.sock"),
-                         decode_responses=True)
+    """Redis's memory, and its keys by kind (the name up to its id) with the memory they take
+    (MEMORY USAGE of up to 200 keys of each kind, scaled up to all of them)."""
+    client = rig.redis_client()
     try:
-        kinds: Tally = Tally()
+        kinds: dict[str, list[str]] = {}
         for key in client.scan_iter(count=1000):
             parts = key.split(":")  # ov:{c}:sql:..., ov:dup:..., ov:stream:submissions
             width = 3 if len(parts) > 2 and (parts[1].startswith("{") or
                                              parts[1] == "stream") else 2
-            kinds[":".join(parts[:width])] += 1
+            kinds.setdefault(":".join(parts[:width]), []).append(key)
+        sizes = {}
+        for kind, names in kinds.items():
+            sample = names[:200]
+            used = sum(client.memory_usage(name, samples=0) or 0 for name in sample)
+            sizes[kind] = used * len(names) / len(sample) / 2**20
         used = client.info("memory")["used_memory"] / 2**20
-        top = ", ".join(f"{kind} {n}" for kind, n in kinds.most_common(12))
-        return f"Redis at the end: {used:.1f} MiB used, {sum(kinds.values())} keys ({top})"
+        top = ", ".join(f"{kind}: {len(kinds[kind])} keys, {mib:.1f} MiB" for kind, mib in
+                        sorted(sizes.items(), key=lambda item: -item[1])[:12])
+        return (f"Redis at the end: {used:.1f} MiB used, "
+                f"{sum(len(names) for names in kinds.values())} keys. By kind: {top}")
     finally:
         client.close()
 

@@ -21,7 +21,7 @@ def test_nothing_acknowledged_is_lost_or_doubled_through_crashes(backend, tmp_pa
     report = run_scenario(tmp_path, backend, duration_s=10, seed=11)
     print(f"\n{TABLE_HEAD}\n{report.row()}\nanswers: {report.answers}")
     assert report.errors == []
-    assert (report.lost, report.duplicated) == (0, 0)
+    assert (report.lost, report.duplicated, report.late) == (0, 0, 0)
     assert set(report.faults) >= {"web0", "web1", "flusher", "listener", "notifier", "redis"}
     assert report.acknowledged > 1000  # the load really ran through the faults
     assert min(report.by_kind.values()) > 0, report.by_kind  # every kind of operation did

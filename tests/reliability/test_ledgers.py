@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+from appliance import events
 from appliance.notify.email_channel import EmailChannel
-from appliance.notify.queue import Delivery
+from appliance.notify.queue import Delivery, DeliveryQueue
 from appliance.notify.subscriptions import WebhookRecord
 from appliance.notify.webhook_channel import WebhookChannel
 from appliance.settings import Settings
+from appliance.workers.stream_consumer import publish_event
 from tests.reliability.comment_ledger import CommentLedger, Rows
+from tests.reliability.notification_fates import fates
 from tests.reliability.receivers import Deliveries, Receivers
 
 A, B = "a" * 32, "b" * 32
@@ -73,17 +76,31 @@ def test_a_deletion_nobody_asked_for_is_reported():
 
 
 def test_repeats_under_one_key_are_redeliveries_and_two_keys_are_a_problem():
-    deliveries = Deliveries("webhook")
+    deliveries = Deliveries("webhook", "webhook")
     deliveries.record(f"new_comment:{A}", A, "new_comment")
     deliveries.record(f"new_comment:{A}", A, "new_comment")
     assert (deliveries.receipts(), deliveries.redelivered()) == (2, 1)
-    assert deliveries.problems({A}) == []
-    assert deliveries.problems({A, B}) == [
-        f"1 acknowledged comments produced no webhook notification, e.g. ['{B}']"]
+    assert (deliveries.received(), deliveries.problems()) == ({A}, [])
     deliveries.record(f"new_comment:{A}-again", A, "new_comment")
-    assert "several idempotency keys" in deliveries.problems({A})[0]
-    deliveries.record("", B, "digest")
-    assert "event 'digest'" in deliveries.problems({A, B})[0]
+    assert "several idempotency keys" in deliveries.problems()[0]
+    deliveries.record(f"pending_comment:{B}", B, "pending_comment")
+    assert "event 'pending_comment'" in deliveries.problems()[0]
+
+
+def test_undelivered_notifications_still_in_ovation_are_late_not_lost(redis_client):
+    queued, unrouted, gone = "1" * 32, "2" * 32, "3" * 32
+    DeliveryQueue(redis_client).add(Delivery(f"new_comment:{queued}", "webhook", "7", "blog",
+                                             "new_comment"))
+    redis_client.xgroup_create(events.NOTIFICATION_STREAM, events.NOTIFIER_GROUP, id="0",
+                               mkstream=True)
+    publish_event(redis_client, events.NOTIFICATION_STREAM, "new_comment",
+                  {"site": "blog", "comment_id": unrouted})
+    assert fates(redis_client, "webhook", "7", {queued, unrouted, gone}) == {
+        "queued": 1, "not routed": 1, "no trace": 1}
+    # Read by a notifier that died before acknowledging it: pending, still not routed.
+    redis_client.xreadgroup(events.NOTIFIER_GROUP, "dead-notifier",
+                            {events.NOTIFICATION_STREAM: ">"})
+    assert fates(redis_client, "webhook", "7", {unrouted}) == {"not routed": 1}
 
 
 def test_the_receivers_read_what_ovation_sends():

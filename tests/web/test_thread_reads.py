@@ -159,6 +159,9 @@ async def test_openapi_still_declares_the_thread_answer(client):
     assert schema["title"] == "ThreadResponse"
     assert list(schema["properties"]) == sorted(ThreadResponse.model_fields)
     assert schema["properties"]["comments"]["items"]["$ref"].endswith("/CommentModel")
+    parameters = {p["name"]: p for p in read["parameters"] if p["in"] == "query"}
+    assert set(parameters) == {"path", "sort", "limit", "offset", "visitor"}
+    assert parameters["path"]["required"] is True
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
