@@ -111,10 +111,13 @@ async def test_a_stalled_client_keeps_only_the_newest_frames():
 async def test_unregistering_a_stalled_client_cancels_its_writer():
     broker = Broker()
     slow = Client()
+    # Other fixtures' tasks may share this loop (the session's browser driver): count ours.
+    before = asyncio.all_tasks()
     subscription = subscribed(broker, slow)
     slow.stall()
     await broker.publish(totals_event(1))
-    writers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    writers = [task for task in asyncio.all_tasks() - before
+               if task is not asyncio.current_task()]
     assert len(writers) == 1
     broker.unregister(subscription)
     await asyncio.sleep(0)
