@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from appliance.workers.stream_consumer import StreamConsumer
 
 log = logging.getLogger("ovation.notifier")
 IDLE_WAIT_MS = 200  # how long the loop waits for new events when nothing is due
+HOUSEKEEPING_S = 3600  # how often the loop forgets deliveries finished long ago
 
 
 class Channel(Protocol):
@@ -125,14 +127,28 @@ class Notifier:
         """Loop until `stop_event` is set (by SIGTERM/SIGINT when installed)."""
         log.info("notifier running: e-mail %s, webhooks, browser",
                  "on" if "email" in self.channels else "off (no OVATION_SMTP_HOST)")
+        next_housekeeping = time.monotonic()
         while not self.stop_event.is_set():
             try:
+                if time.monotonic() >= next_housekeeping:
+                    self.housekeeping()
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_S
                 self.run_once(block_ms=IDLE_WAIT_MS)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("Redis unreachable (%s); retrying in 1 s", exc)
                 self.stop_event.wait(1.0)
         self.close()
         log.info("notifier stopped")
+
+    def housekeeping(self) -> int:
+        """Forget deliveries finished more than notify_keep_s ago. Their records expire then,
+        but their ids stayed in the queue's listing (a sorted set) for good, and Redis grew
+        by about 120 bytes per notification ever made (found by the reliability soak)."""
+        removed = self.queue.purge(older_than_s=self.settings.notify_keep_s)
+        if removed:
+            log.info("forgot %d deliveries finished more than %d s ago", removed,
+                     self.settings.notify_keep_s)
+        return removed
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

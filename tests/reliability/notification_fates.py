@@ -9,7 +9,6 @@ queue marked delivered that never arrived, a dead letter, or no trace at all.
 from __future__ import annotations
 
 import json
-from collections import Counter as Tally
 
 import redis
 
@@ -20,19 +19,24 @@ from appliance.notify.queue import delivery_id
 LATE = ("queued", "retrying", "sending", "not routed")
 
 
-def fates(client: redis.Redis, channel: str, target: str, comment_ids: set[str]) -> Tally:
-    """Per fate (a delivery status, "not routed" or "no trace"), how many of the comments'
-    new_comment notifications over `channel` (email | webhook) to `target` have it."""
+def fates(client: redis.Redis, channel: str, target: str, comment_ids: set[str]
+          ) -> dict[str, str]:
+    """Per comment, the fate (a delivery status, "not routed" or "no trace") of its
+    new_comment notification over `channel` (email | webhook) to `target`.
+
+    Read these before looking at the receiver once more: the notifier may still be sending,
+    and a delivery it marks delivered has reached the receiver before."""
     ids = sorted(comment_ids)
+    if not ids:
+        return {}
     pipe = client.pipeline(transaction=False)
     for comment_id in ids:
         pipe.hget(keys.delivery(delivery_id(f"new_comment:{comment_id}", channel, target)),
                   "status")
-    unrouted = unrouted_comments(client) if ids else set()
-    found: Tally = Tally()
-    for comment_id, status in zip(ids, pipe.execute() if ids else [], strict=True):
-        found[status or ("not routed" if comment_id in unrouted else "no trace")] += 1
-    return found
+    statuses = pipe.execute()
+    unrouted = unrouted_comments(client)
+    return {comment_id: status or ("not routed" if comment_id in unrouted else "no trace")
+            for comment_id, status in zip(ids, statuses, strict=True)}
 
 
 def unrouted_comments(client: redis.Redis) -> set[str]:

@@ -434,8 +434,11 @@ class Scenario:
                 missing = self.ledger.comments - deliveries.received()
                 target = (OWNER if deliveries.ovation_channel == "email"
                           else self.rig.webhook_id)
-                for fate, n in notification_fates.fates(
-                        client, deliveries.ovation_channel, target, missing).items():
+                found = notification_fates.fates(client, deliveries.ovation_channel, target,
+                                                 missing)
+                received = deliveries.received()  # after the fates: some arrived meanwhile
+                for fate, n in Tally(fate for comment_id, fate in found.items()
+                                     if comment_id not in received).items():
                     if fate in notification_fates.LATE:
                         self.late[f"{deliveries.channel} {fate}"] += n
                     else:

@@ -12,6 +12,10 @@
    from a new notification; and webhooks subscribed to `new_comment` never heard of the
    comment. The notice now keeps the kind of the status the comment was submitted with
    (appliance/workers/comment_handlers.py).
+4. The soak's Redis kept the id of every delivery ever made in the queue's listing (a sorted
+   set): the records expire after notify_keep_s, their ids stayed, about 120 bytes each, until
+   someone ran `platformctl notifications purge`. The notifier now forgets them every hour
+   (appliance/workers/notifier.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import httpx
 import pytest
 
 from appliance import events
+from appliance.notify import keys
 from appliance.notify.queue import Delivery
 from appliance.services.sites import add_site
 from appliance.storage import comment_store
@@ -99,3 +104,23 @@ def test_a_comment_handled_again_is_notified_under_its_first_key(redis_client, d
     notices = [(fields["kind"], json.loads(fields["body"])["idempotency_key"])
                for _, fields in redis_client.xrange(events.NOTIFICATION_STREAM)]
     assert notices == [("new_comment", f"new_comment:{comment_id}")] * 2
+
+
+def test_the_notifier_forgets_deliveries_finished_long_ago(redis_client, make_settings,
+                                                            tmp_path):
+    settings = make_settings(f"sqlite:///{tmp_path / 'ovation.db'}", notify_keep_s=60)
+    notifier = Notifier(redis_client, open_database(settings.database_url), settings)
+    try:
+        sent = Delivery(f"new_comment:{'a' * 32}", "webhook", "1", "blog", "new_comment")
+        notifier.queue.add(sent)
+        [claimed] = notifier.queue.claim(1)
+        notifier.queue.complete(claimed)
+        waiting = Delivery(f"new_comment:{'b' * 32}", "webhook", "1", "blog", "new_comment")
+        notifier.queue.add(waiting)
+        redis_client.delete(keys.delivery(sent.id))  # as Redis does after notify_keep_s
+        later = time.time() + 120
+        notifier.queue.clock = lambda: later
+        notifier.housekeeping()
+        assert redis_client.zrange(keys.ALL, 0, -1) == [waiting.id]  # waiting ones stay
+    finally:
+        notifier.close()
