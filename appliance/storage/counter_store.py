@@ -22,6 +22,7 @@ a type, or `TYPE.PART` for a choice option or a score's sum and count):
 | P seen:TYPE|VISITOR|PAGE | string | windowed dedup (views), expires with the window |
 | P hll:PAGE | HyperLogLog | distinct visitors of a page |
 | P live:PAGE | string | live-update throttle for a page |
+| P live_sent:PAGE | string | the page was pushed within the interval (leading-edge push) |
 | P stats | hash | interactions accepted, by type (for /metrics) |
 | P plugin_errors / P plugin_last_error | hash | plugin hooks that raised, by type |
 | P dash:rate:BUCKET | hash | interactions by type in one 10-second bucket (dashboard) |
