@@ -206,9 +206,11 @@ def bookmark_plugin_dir(tmp_path_factory) -> Path:
     third party's package would be: processes given it on PYTHONPATH discover it through its
     entry point. (Not into the venv, so the rest of the suite keeps its known set of types.)"""
     target = tmp_path_factory.mktemp("bookmark-plugin")
+    source = tmp_path_factory.mktemp("bookmark-source") / "ovation-bookmark"
+    shutil.copytree(EXAMPLE_PLUGIN, source)  # the build leaves files beside the sources
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
-         "--disable-pip-version-check", "--target", str(target), str(EXAMPLE_PLUGIN)],
+         "--disable-pip-version-check", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return target
