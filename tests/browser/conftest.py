@@ -23,7 +23,7 @@ from subprocess import Popen
 import httpx
 import pytest
 import redis
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from appliance.services.sites import add_site
 from appliance.settings import Settings
@@ -31,6 +31,10 @@ from appliance.storage import site_store
 from appliance.storage.database import open_database
 from appliance.storage.migrations import migrate
 from tests.conftest import REPO, free_port, start_process, stop_process, wait_http
+
+# CI machines are shared and slow at times: expectations wait up to 15 s (not Playwright's 5)
+# before they fail, which costs nothing when the widget is as quick as it should be.
+expect.set_options(timeout=15_000)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
