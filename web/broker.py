@@ -44,7 +44,7 @@ class Subscription:
     """One live connection: its site, the pages it follows, and how to write to it."""
 
     __slots__ = ("site", "paths", "visitor", "dropped", "_send", "_direct", "_backlog",
-                 "_writer")
+                 "_writer", "_held")
 
     def __init__(self, site: str, send: SendText, direct: DirectWriter | None = None) -> None:
         self.site = site
@@ -55,10 +55,24 @@ class Subscription:
         self._direct = direct
         self._backlog: deque[str] | None = None  # only while a write waits on the client
         self._writer: asyncio.Task | None = None
+        self._held: deque[tuple[str, bytes | None]] | None = None  # see `hold`
+
+    def hold(self) -> None:
+        """Keep what is offered until `release`: while `subscribe` reads the totals it will
+        send, the pushes of the pages it follows already must wait for that frame."""
+        self._held = deque(maxlen=QUEUE_SIZE)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        for text, frame in held or ():
+            self.offer(text, frame)
 
     def offer(self, text: str, frame: bytes | None = None) -> None:
         """Write `text` now if the connection takes it without waiting, else queue it.
         `frame`: the same as a WebSocket frame, for a connection written to directly."""
+        if self._held is not None:
+            self._held.append((text, frame))
+            return
         if self._writer is not None:
             backlog = self._backlog
             if len(backlog) == QUEUE_SIZE:

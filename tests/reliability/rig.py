@@ -47,7 +47,7 @@ class Rig:
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {"web0": free_port(), "web1": free_port()}
         self.settings: Settings | None = None
-        self.receivers = Receivers()
+        self.receivers = Receivers(directory)
         self.webhook_id = ""  # the site's webhook, as Ovation's delivery queue names it
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -117,6 +117,7 @@ class Scenario:
         self.errors: list[str] = []
         self.last_totals: list[dict[str, dict[str, int]]] = [{} for _ in range(subscribers)]
         self.reconnects = 0
+        self.sockets = [""] * subscribers  # each subscriber's socket: web, when, frames since
         self.churns = 0  # subscriber reconnections on purpose (connection churn)
         self.last_failure = ""  # the last failed interaction, for a recovery that never comes
         self.late: Tally = Tally()  # undelivered notifications Ovation still holds, by fate
@@ -198,12 +199,16 @@ class Scenario:
             url = rng.choice(self.web_urls()).replace("http", "ws")
             churn_at = time.monotonic() + rng.uniform(5, 30)
             churned = False
+            opened, frames = time.monotonic(), 0
             try:
                 async with websockets.connect(f"{url}/api/v1/sites/{SITE}/live", origin=ORIGIN,
                                               open_timeout=3) as ws:
                     await asyncio.wait_for(ws.recv(), 3)  # hello
                     await ws.send(json.dumps({"type": "subscribe", "paths": PATHS}))
                     async for raw in ws:
+                        frames += 1
+                        self.sockets[number] = (f"{url} since {opened:.1f}, {frames} frames, "
+                                                f"last at {time.monotonic():.1f}")
                         frame = json.loads(raw)
                         if frame["type"] == "subscribed":
                             for page in frame["pages"]:
@@ -371,7 +376,16 @@ class Scenario:
                 want = {page["path"]: page["totals"] for page in response.json()["pages"]}
                 caught = sum(1 for seen in self.last_totals
                              if all(_agrees(seen.get(p, {}), want[p]) for p in PATHS))
-                if caught == len(self.last_totals) or time.monotonic() > deadline:
+                if caught == len(self.last_totals):
+                    break
+                if time.monotonic() > deadline:
+                    for number, seen in enumerate(self.last_totals):
+                        behind = {p: (seen.get(p), want[p]) for p in PATHS
+                                  if not _agrees(seen.get(p, {}), want[p])}
+                        if behind:
+                            self.errors.append(
+                                f"subscriber {number} not caught up at {time.monotonic():.1f} "
+                                f"({self.sockets[number]}): (seen, API) {behind}")
                     break
                 await asyncio.sleep(0.2)
         for task in subscribers:

@@ -35,7 +35,7 @@ class Memory:
         self.warm: dict[str, float] = {}
         self.end: dict[str, float] = {}
         self.peak = dict(self.start)
-        self.pids = {name: process.pid for name, process in rig.processes.items()}
+        self.pids: dict[str, int] = {}  # filled by each sample
         self.restarts: Tally = Tally()
         self.csv = (rig.directory / "rss.csv").open("w")
         self.csv.write("seconds,process,pid,rss_mib\n")
@@ -43,22 +43,23 @@ class Memory:
     def sample(self) -> None:
         elapsed = time.monotonic() - self.began
         self.end = self.rig.rss_mb()
-        for name, process in self.rig.processes.items():
-            if self.pids.get(name) != process.pid:
-                self.restarts[name] += 1
-                self.pids[name] = process.pid
+        current = {name: process.pid for name, process in self.rig.processes.items()}
+        if self.rig.redis_process is not None:
+            current["redis"] = self.rig.redis_process.pid
+        for name, pid in current.items():
+            if self.pids.get(name, pid) != pid:
+                self.restarts[name] += 1  # seen by this sample: two in 10 s count once
+            self.pids[name] = pid
         for name, rss in self.end.items():
             self.peak[name] = max(self.peak.get(name, 0.0), rss)
-            pid = self.pids.get(name) or (self.rig.redis_process.pid
-                                          if self.rig.redis_process else 0)
-            self.csv.write(f"{elapsed:.0f},{name},{pid},{rss:.1f}\n")
+            self.csv.write(f"{elapsed:.0f},{name},{self.pids.get(name, 0)},{rss:.1f}\n")
         self.csv.flush()
         if not self.warm and elapsed >= self.warm_up_s:
             self.warm = dict(self.end)
 
     def table(self) -> str:
-        lines = ["| process | RSS at start (MiB) | after warm-up | at end | peak | restarts |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+        lines = ["| process | RSS at start (MiB) | after warm-up | at end | peak | "
+                 "restarts seen |", "| --- | --- | --- | --- | --- | --- |"]
         for name in self.start:
             lines.append(f"| {name} | {self.start[name]:.1f} | "
                          f"{self.warm.get(name, float('nan')):.1f} | "

@@ -103,8 +103,8 @@ def test_undelivered_notifications_still_in_ovation_are_late_not_lost(redis_clie
     assert fates(redis_client, "webhook", "7", {unrouted}) == {unrouted: "not routed"}
 
 
-def test_the_receivers_read_what_ovation_sends():
-    receivers = Receivers()
+def test_the_receivers_read_what_ovation_sends(tmp_path):
+    receivers = Receivers(tmp_path)
     receivers.start()
     try:
         payload = {"site": "blog", "site_title": "Blog", "path": "/p", "page_title": "",

@@ -222,3 +222,28 @@ async def test_the_broker_tracks_open_sockets(client):
         runtime = client.app.extensions["ovation"]
         assert runtime.broker.connections == 1
     assert runtime.broker.connections == 0
+
+
+async def test_a_change_pushed_while_subscribing_reaches_the_new_subscriber(app, client):
+    """Found by tests/reliability: `subscribe` followed the pages only after reading their
+    totals, so a change pushed during that read never reached the subscriber, which kept the
+    older totals until the page changed again."""
+    counters = app.app.extensions["ovation"].counters
+    read = counters.totals
+
+    async def read_then_change(*args, **kwargs):
+        pages = await read(*args, **kwargs)
+        assert (await like(client, "/p")).status_code == 200  # a change after the read ...
+        await asyncio.sleep(PUSH_TIMEOUT_S)  # ... pushed before the subscribe goes on
+        return pages
+
+    counters.totals = read_then_change
+    try:
+        async with socket(client) as ws:
+            await frame(ws)
+            subscribed = await request(ws, {"type": "subscribe", "paths": ["/p"]})
+            assert subscribed["pages"][0]["totals"] == ZERO  # read before the change
+            assert await frame(ws, 3) == {"type": "totals", "path": "/p",
+                                          "totals": {**ZERO, "like": 1}}
+    finally:
+        del counters.totals

@@ -133,14 +133,28 @@ async def _handle(raw, record, subscription: Subscription, send, address: str = 
                 await send({"type": "error", "code": "too_many_subscriptions",
                             "message": f"At most {MAX_SUBSCRIPTIONS} pages per connection."})
                 return
-            pages = await rt.counters.totals(record, message.paths, message.visitor)
-            for page in pages:
-                rt.broker.subscribe(subscription, page.path)
-            if message.visitor:  # this visitor's own notifications (replies) come here too
-                subscription.visitor = visitor_hash(rt.settings.hashing_key(), record.name,
-                                                    message.visitor)
-            await send({"type": "subscribed", "pages": [
-                {"path": p.path, "totals": p.totals, "visitor": p.visitor} for p in pages]})
+            # Follow the pages before reading their totals, and hold their pushes until the
+            # `subscribed` frame is out. Following them after the read lost a change pushed
+            # during it for good (found by tests/reliability); a push written before the
+            # frame would be overwritten by the frame's older totals.
+            paths = [rt.counters.normalise(raw_path) for raw_path in message.paths]
+            added = [path for path in dict.fromkeys(paths) if path not in subscription.paths]
+            subscription.hold()
+            try:
+                for path in added:
+                    rt.broker.subscribe(subscription, path)
+                pages = await rt.counters.totals(record, message.paths, message.visitor)
+                if message.visitor:  # this visitor's own notifications (replies) come here
+                    subscription.visitor = visitor_hash(rt.settings.hashing_key(),
+                                                        record.name, message.visitor)
+                await send({"type": "subscribed", "pages": [
+                    {"path": p.path, "totals": p.totals, "visitor": p.visitor} for p in pages]})
+            except BaseException:
+                for path in added:
+                    rt.broker.unsubscribe(subscription, path)
+                raise
+            finally:
+                subscription.release()
         elif isinstance(message, UnsubscribeMessage):
             for raw_path in message.paths:
                 rt.broker.unsubscribe(subscription, rt.counters.normalise(raw_path))
