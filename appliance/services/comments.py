@@ -110,6 +110,7 @@ class CommentService:
         self._my_votes = redis.register_script(cache.MY_VOTES_SCRIPT)
         self._add_voter = redis.register_script(cache.ADD_VOTER_SCRIPT)
         self._submit_script = redis.register_script(cache.SUBMIT_SCRIPT)
+        self._cache_thread = redis.register_script(cache.CACHE_THREAD_SCRIPT)
         # The process's salts of IP hashes; the web's rate limits use the same copy.
         self.ip_salts = ip_salts or IpSalts(database, self._key,
                                             SaltPolicy.from_settings(settings), run_sql)
@@ -240,15 +241,17 @@ class CommentService:
     async def _prepare_thread(self, site: str, path: str,
                               votes_version: str) -> PreparedThread:
         """The page's thread from its Redis cache, or from SQL (then cached), with live votes."""
-        thread_key = cache.thread_key(site, path)
-        raw = await self._redis.get(thread_key)
+        keys = [cache.thread_key(site, path), cache.generation_key(site, path)]
+        raw, generation = await self._redis.mget(keys)
         build_id, entries = cache.decode_thread(raw) if raw is not None else ("", [])
         if not build_id:  # not cached, or cached by a version without build ids
             stored = await self._run_sql(comment_store.thread, self._database, site, path)
             entries = [comment.as_cache_entry() for comment in stored]
             build_id = cache.new_build_id()
-            await self._redis.set(thread_key, cache.encode_thread(entries, build_id),
-                                  ex=cache.THREAD_TTL_S)
+            cached = await self._cache_thread(keys=keys, args=[
+                generation or "", cache.encode_thread(entries, build_id), cache.THREAD_TTL_S])
+            if not cached:  # dropped during the SQL read: this answer only, never reused
+                build_id = ""
         unvoted = PreparedThread.build(build_id, votes_version, entries, {})
         prepared = PreparedThread.build(build_id, votes_version, entries,
                                         await self._live_votes(site, unvoted))

@@ -28,7 +28,7 @@ def refresh_page(client: redis.Redis, database: pw.Database, site: str, path: st
     """Drop the cached thread (rebuilt on the next read) and recount approved comments."""
     count = comment_store.approved_counts(database, site, [path])[path]
     pipe = client.pipeline(transaction=True)
-    pipe.delete(cache.thread_key(site, path))
+    cache.drop_thread(pipe, site, path)
     pipe.set(cache.count_key(site, path), count, ex=cache.COUNT_TTL_S)
     pipe.execute()
     return count

@@ -3,6 +3,7 @@
 | key | type | holds |
 | --- | --- | --- |
 | ov:thread:SITE|PATH | string | build id, newline, JSON: the thread as last read from SQL |
+| ov:tgen:SITE|PATH | string | a random token, replaced whenever the listener drops the thread |
 | ov:cvotes:SITE|PATH | string | a random token, replaced on every vote on the page's comments |
 | ov:cvoters:SITE|PATH | set | visitor hashes that voted on the page's comments, and `-` |
 | ov:ccount:SITE|PATH | string | the page's approved-comment count; expires |
@@ -13,6 +14,11 @@
 The thread and vote-token keys expire; the listener drops a page's thread on every change of
 its comments (and a reader builds it again), a vote replaces the page's vote token: a reader
 holding a prepared thread (services/thread_view.py) checks both, a few bytes, per read.
+
+A reader that builds the thread from SQL caches it only if the page's thread generation is
+still the one it saw before reading SQL (`CACHE_THREAD_SCRIPT`): otherwise a change stored
+during its read, whose drop came before the reader's write, would leave the older thread
+cached for an hour.
 """
 
 from __future__ import annotations
@@ -30,6 +36,28 @@ BUILD_ID_LENGTH = 16  # hex characters
 
 def thread_key(site: str, path: str) -> str:
     return f"ov:thread:{site}|{path}"
+
+
+def generation_key(site: str, path: str) -> str:
+    return f"ov:tgen:{site}|{path}"
+
+
+def drop_thread(pipe: Any, site: str, path: str) -> None:
+    """Queue on `pipe`: the page's cached thread out, and a new thread generation, so a
+    reader still building the thread from an older SQL read does not cache it."""
+    pipe.delete(thread_key(site, path))
+    pipe.set(generation_key(site, path), secrets.token_hex(8), ex=THREAD_TTL_S)
+
+
+# A thread built from SQL into the cache, unless the thread was dropped since the reader read
+# the generation (before its SQL read). KEYS: thread key, generation key.
+# ARGV: the generation the reader saw ("" for none), the encoded thread, ttl_s. Returns 1 if
+# cached.
+CACHE_THREAD_SCRIPT = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
 
 
 def count_key(site: str, path: str) -> str:

@@ -96,7 +96,7 @@ def store_comments(client: redis.Redis, database: pw.Database, max_depth: int,
     submitted = {body["id"]: body for body in bodies}
     pipe = client.pipeline(transaction=False)
     for site, path in counts:  # as refresh_page: the thread is rebuilt on its next read
-        pipe.delete(cache.thread_key(site, path))
+        cache.drop_thread(pipe, site, path)
         pipe.set(cache.count_key(site, path), counts[(site, path)], ex=cache.COUNT_TTL_S)
     for comment in comments:
         # A redelivery (stored before, the listener died before acknowledging) is announced

@@ -11,6 +11,7 @@ import pytest
 
 from appliance.services.moderation import moderate
 from appliance.storage import comment_cache as cache
+from appliance.storage import comment_store
 from appliance.storage.comment_store import get_comment
 from appliance.workers.listener import build_listener
 from tests.web.conftest import API, ORIGIN, OTHER_VISITOR, SITE, VISITOR
@@ -135,6 +136,28 @@ async def test_new_edited_and_moderated_comments_show_in_the_next_read(
     moderate(redis_client, client.app.extensions["ovation"].database, [second["id"]],
              "rejected")
     assert [c["id"] for c in (await thread_of(client))["comments"]] == [first["id"]]
+
+
+async def test_a_comment_stored_while_a_reader_builds_the_thread_shows_next(
+        client, redis_client, settings, monkeypatch):
+    """Found by the reads benchmark: a reader built the thread from SQL, the listener stored a
+    comment and dropped the cached thread, then the reader cached its older thread, which
+    every reader was served for an hour."""
+    first = await post_comment(client, "first")
+    store_queued(client, redis_client, settings)
+    second = await post_comment(client, "second", visitor=OTHER_VISITOR)  # queued only
+    read_from_sql = comment_store.thread
+
+    def read_then_listener_stores(*args):
+        stored = read_from_sql(*args)
+        store_queued(client, redis_client, settings)  # commits, drops the cached thread
+        return stored
+
+    monkeypatch.setattr(comment_store, "thread", read_then_listener_stores)
+    assert [c["id"] for c in (await thread_of(client))["comments"]] == [first["id"]]
+    monkeypatch.setattr(comment_store, "thread", read_from_sql)
+    assert [c["id"] for c in (await thread_of(client))["comments"]] == [first["id"],
+                                                                        second["id"]]
 
 
 async def test_a_thread_cached_by_an_older_version_is_read_and_rebuilt(client, redis_client,
