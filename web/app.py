@@ -49,6 +49,16 @@ class OvationRequest(Request):
 
 
 class OvationOpenAPI(OpenAPIProvider):
+    _built: dict | None = None
+
+    def schema(self) -> dict:
+        """Built on the first request, then kept: the routes and models never change while
+        the app runs, and building it costs about a second of CPU on a busy machine (every
+        read of /openapi.json, e.g. the dashboard's version probe, used to pay it)."""
+        if self._built is None:
+            self._built = super().schema()
+        return self._built
+
     def build_querystring_parameters(self, model):
         """quart-schema leaves every query parameter optional; mark the model's required ones."""
         parameters, definitions = super().build_querystring_parameters(model)

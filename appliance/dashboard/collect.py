@@ -1,9 +1,11 @@
 """Collects a `DashboardSnapshot` from Redis, SQL, the web process and the service manager.
 
-Redis figures are read on every call (a few pipelined round trips); SQL, the web probe and the
-versions are read every `SLOW_REFRESH_S` at most and reused in between, so a dashboard left open
-costs the database almost nothing. A part that cannot be read becomes a line in `errors` and
-keeps its last value: the dashboard stays up while a dependency is down.
+Redis figures are read on every call (a few pipelined round trips); SQL, the web probe, the
+process table, the WebSocket gauges and the versions are read every `SLOW_REFRESH_S` at most and
+reused in between, so a dashboard left open costs the database and the host almost nothing (the
+process table walks /proc, and the gauges are a SCAN that the web workers refresh only every
+10 s anyway). A part that cannot be read becomes a line in `errors` and keeps its last value:
+the dashboard stays up while a dependency is down.
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ from appliance.dashboard.snapshot import (
     StreamFigures,
 )
 from appliance.metrics import WS_GAUGE_PATTERN
-from appliance.operations.services import ServiceState, service_states
+from appliance.operations.services import ServiceState, read_up_state, service_states
 from appliance.settings import Settings
 from appliance.storage import counter_store as keys
 
 log = logging.getLogger("ovation.dashboard")
 SLOW_REFRESH_S = 5.0
 WEB_PROBE_TIMEOUT_S = 1.0
+# /openapi.json (where the web process states its version) is built on request and can take
+# over a second on a busy host: it gets longer, and after a failure a minute's rest.
+WEB_VERSION_TIMEOUT_S = 5.0
+WEB_VERSION_RETRY_S = 60.0
 RETRY_SCAN = 100  # pending messages inspected for redeliveries, per stream
 # (stream, consumer group) of each durable hand-off, in the order shown.
 STREAMS = ((events.NOTIFICATION_STREAM, events.NOTIFIER_GROUP),
@@ -61,10 +67,11 @@ class DashboardSources:
     redis: redis.Redis
     database: pw.Database
     services: ServiceReader = service_states
-    web_url: str = ""  # probed at /readyz; empty: the configured public URL
+    web_url: str = ""  # probed at /readyz; empty: the running `up`'s, else the public URL
 
     def __post_init__(self) -> None:
-        self.web_url = (self.web_url or self.settings.effective_public_url).rstrip("/")
+        self.web_url = (self.web_url or _up_web_url(self.settings)
+                        or self.settings.effective_public_url).rstrip("/")
 
 
 @dataclass
@@ -78,6 +85,8 @@ class _SlowFigures:
     database_bytes: int | None = None
     database_version: str = ""
     web: ServiceStatus | None = None
+    states: list[ServiceState] = field(default_factory=list)
+    websockets: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -89,6 +98,7 @@ class Collector:
         self._clock = clock
         self._slow = _SlowFigures()
         self._web_version = ""
+        self._web_version_tried_at = float("-inf")
 
     def collect(self) -> DashboardSnapshot:
         now = self._clock()
@@ -98,7 +108,6 @@ class Collector:
         flush = self._guard(errors, "flush figures", self._flush_figures, FlushFigures())
         streams = self._guard(errors, "streams", self._streams, [])
         deliveries = self._guard(errors, "notification queue", self._deliveries, None)
-        sockets = self._guard(errors, "WebSocket gauge", self._websockets, 0)
         redis_info = self._guard(errors, "Redis info", self._redis_info, {})
         if now - self._slow.read_at >= SLOW_REFRESH_S:
             self._refresh_slow(now, live)
@@ -109,12 +118,12 @@ class Collector:
             instance=self.sources.web_url,
             day=keys.stats_day(now),
             bucket_s=keys.STATS_BUCKET_S,
-            services=self._services(errors, redis_info),
+            services=self._services(redis_info),
             rates=live.rates,
             rate_series=live.rate_series,
             today=live.today,
             unique_visitors_today=live.unique_visitors_today,
-            websocket_connections=sockets,
+            websocket_connections=self._slow.websockets,
             top_pages_now=[_titled(page, titles) for page in live.top_pages_now],
             top_pages_today=[_titled(page, titles) for page in live.top_pages_today],
             comments_by_status=self._slow.comments_by_status,
@@ -206,10 +215,9 @@ class Collector:
         memory, server, size = pipe.execute()
         return {**memory, "redis_version": server.get("redis_version", ""), "keys": size}
 
-    def _services(self, errors: list[str], redis_info: dict[str, Any]) -> list[ServiceStatus]:
+    def _services(self, redis_info: dict[str, Any]) -> list[ServiceStatus]:
         rows = []
-        states = self._guard(errors, "service states",
-                             lambda: self.sources.services(self.sources.settings), [])
+        states = self._slow.states
         # Nothing managed from this host (a remote appliance): the probes below tell it all.
         if any(state.source != "none" for state in states):
             rows.extend(_local_row(state, redis_info.get("redis_version", ""))
@@ -241,21 +249,29 @@ class Collector:
             sql_figures.database_size(database)), slow.database_bytes)
         slow.database_version = self._guard(errors, "database", lambda: (
             sql_figures.database_version(database)), "")
-        slow.web = self._probe_web()
+        slow.states = self._guard(errors, "service states", lambda: (
+            self.sources.services(self.sources.settings)), [])
+        slow.websockets = self._guard(errors, "WebSocket gauge", self._websockets,
+                                      slow.websockets)
+        slow.web = self._probe_web(now)
         slow.errors = errors
         if not database.is_closed():
             database.close()  # don't hold a connection (a PostgreSQL slot) between reads
 
-    def _probe_web(self) -> ServiceStatus:
+    def _probe_web(self, now: float) -> ServiceStatus:
         url = self.sources.web_url
         try:
             response = httpx.get(url + "/readyz", timeout=WEB_PROBE_TIMEOUT_S)
             body = response.json()
-            if not self._web_version:
-                spec = httpx.get(url + "/openapi.json", timeout=WEB_PROBE_TIMEOUT_S)
-                self._web_version = str(spec.json().get("info", {}).get("version", ""))
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+            # It took the connection but did not answer in time: up, and too busy.
+            return ServiceStatus("web (HTTP)", "degraded", self._web_version,
+                                 f"{url}: no answer within {WEB_PROBE_TIMEOUT_S:g} s")
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             return ServiceStatus("web (HTTP)", "down", "", f"{url}: {type(exc).__name__}")
+        if not self._web_version and now - self._web_version_tried_at >= WEB_VERSION_RETRY_S:
+            self._web_version_tried_at = now
+            self._web_version = _web_version(url)
         if response.status_code == 200:
             return ServiceStatus("web (HTTP)", "ok", self._web_version, url)
         checks = body.get("checks", {}) if isinstance(body, dict) else {}
@@ -275,6 +291,24 @@ class Collector:
                 raise
             errors.append(f"{what}: {exc}")
             return fallback
+
+
+def _web_version(url: str) -> str:
+    """The version the web process states in its OpenAPI document; empty if it does not say.
+    Only the label: a slow or odd answer here says nothing about the web's health."""
+    try:
+        spec = httpx.get(url + "/openapi.json", timeout=WEB_VERSION_TIMEOUT_S).json()
+        return str(spec.get("info", {}).get("version", ""))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return ""
+
+
+def _up_web_url(settings: Settings) -> str:
+    """Where a `platformctl up` running in this data directory serves (it may have been
+    started with --port or --host, which the settings here do not know)."""
+    state = read_up_state(settings.data_dir) or {}
+    url = state.get("web_url")
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
 
 
 def _local_row(state: ServiceState, redis_version: str) -> ServiceStatus:

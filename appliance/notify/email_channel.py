@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 from urllib.parse import quote, urlsplit
 
@@ -25,6 +26,26 @@ from appliance.notify.templates import EmailContent, Section, one_line, render_e
 
 SUBSCRIBED_LISTS = ("replies", "posts")  # lists that need a confirmed opt-in at send time
 StillSubscribed = Callable[[str, str, str], bool]  # (site, address, list) -> confirmed?
+URL_HEADERS = ("list-unsubscribe",)  # RFC 2369: URLs in angle brackets, no encoded-words
+MAX_HEADER_LINE = 998  # RFC 5322: no line may be longer, folded or not
+
+
+class _MailPolicy(EmailPolicy):
+    """Python's default e-mail policy, except that URL headers are written as they are.
+
+    The default policy folds a header holding a word longer than a line (a URL with its
+    token) into RFC 2047 encoded-words: `List-Unsubscribe: =?utf-8?q?=3Chttp…?=`, in which no
+    mail client finds a link. A URL has no place to fold anyway, so it goes on one line."""
+
+    def header_store_parse(self, name, value):
+        if name.lower() in URL_HEADERS and isinstance(value, str):
+            if len(value.splitlines()) > 1 or not value.isascii():
+                raise ValueError(f"{name} must be one line of ASCII")
+            return (name, value)  # kept a str: written unfolded (refold_source="none")
+        return super().header_store_parse(name, value)
+
+
+MAIL_POLICY = _MailPolicy(refold_source="none")
 
 
 class EmailChannel:
@@ -51,7 +72,7 @@ class EmailChannel:
             raise DeliveryFailed(f"{one_line(address, 80)!r} is not a deliverable address",
                                  permanent=True)
         content, unsubscribe = self._content(delivery)
-        message = EmailMessage()
+        message = EmailMessage(policy=MAIL_POLICY)
         message["Subject"] = content.subject
         message["From"] = self.sender
         message["To"] = Address(addr_spec=address)
@@ -62,7 +83,7 @@ class EmailChannel:
         message["X-Auto-Response-Suppress"] = "All"
         message["X-Ovation-Event"] = one_line(delivery.kind, 40)
         message["X-Ovation-Idempotency-Key"] = one_line(delivery.key, 200)
-        if unsubscribe:
+        if unsubscribe and _fits_a_header(unsubscribe):
             message["List-Unsubscribe"] = f"<{unsubscribe}>"
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(content.text)
@@ -139,6 +160,13 @@ class EmailChannel:
             smtp.close()
             raise
         return smtp
+
+
+def _fits_a_header(url: str) -> bool:
+    """A link that can go into `List-Unsubscribe` as it is; one that cannot (an odd
+    OVATION_PUBLIC_URL) stays in the body only, which carries it in any case."""
+    return (url.isascii() and not any(char.isspace() or not char.isprintable() for char in url)
+            and len(f"List-Unsubscribe: <{url}>") <= MAX_HEADER_LINE)
 
 
 def _reply(error: bytes | str) -> str:

@@ -50,6 +50,35 @@ def enqueue_notification(client: redis.Redis, kind: str, body: dict) -> None:
                 maxlen=1_000_000, approximate=True)
 
 
+def reply_notification(comment: StoredComment, parent: StoredComment | None) -> dict | None:
+    """The `reply` notification an approved comment owes its parent's author, unless the
+    reply is their own; else None. Their open pages are always told (that mails nobody); the
+    e-mail goes only to an author who asked for replies (`to` is empty otherwise), and the
+    notifier mails only a confirmed address."""
+    if (comment.status != "approved" or parent is None or not parent.visitor_hash
+            or parent.visitor_hash == comment.visitor_hash):
+        return None
+    return {"site": comment.site, "path": comment.path, "comment_id": comment.id,
+            "author_name": comment.author_name, "status": comment.status,
+            "to": parent.author_email if parent.notify_replies else "", "parent_id": parent.id,
+            "to_visitor_hash": parent.visitor_hash, "idempotency_key": f"reply:{comment.id}"}
+
+
+def _notify_approved_replies(client: redis.Redis, database: pw.Database,
+                             comments: list[StoredComment]) -> None:
+    """Replies a moderator just approved: the listener notified none of them (it tells the
+    parent's author only of replies approved on arrival), so their authors learn of them now.
+    Approving one twice is harmless: the notifier dedupes by the idempotency key."""
+    parent_ids = [comment.parent_id for comment in comments if comment.parent_id]
+    if not parent_ids:
+        return
+    parents = {parent.id: parent for parent in comment_store.get_comments(database, parent_ids)}
+    for comment in comments:
+        body = reply_notification(comment, parents.get(comment.parent_id or ""))
+        if body is not None:
+            enqueue_notification(client, "reply", body)
+
+
 def moderate(client: redis.Redis, database: pw.Database, comment_ids: list[str],
              status: str) -> list[StoredComment]:
     """Set the status of comments (approve, reject, spam, delete) and update everything."""
@@ -60,6 +89,14 @@ def moderate(client: redis.Redis, database: pw.Database, comment_ids: list[str],
     missing = set(comment_ids) - {comment.id for comment in found}
     if missing:
         raise UnknownComment(f"No comment with id {', '.join(sorted(missing))}.")
+    emptied = sorted(comment.id for comment in found
+                     if comment.status == "deleted" or not comment.body_html)
+    if status == "approved" and emptied:
+        # Deleted, or hidden and then deleted by its author: its text is gone for good, and
+        # approving it would show an empty comment.
+        raise InvalidInput(f"Comment {', '.join(emptied)} was deleted: its text is gone, so it "
+                           "cannot be approved.", details={"field": "ids"})
+    newly_approved = {comment.id for comment in found if comment.status != "approved"}
     comment_store.set_status(database, comment_ids, status)
     changed = comment_store.get_comments(database, comment_ids)
     for page in {(comment.site, comment.path) for comment in changed}:
@@ -71,6 +108,9 @@ def moderate(client: redis.Redis, database: pw.Database, comment_ids: list[str],
                 announce(client, "comment", comment, count)
             else:
                 announce(client, "comment_removed", comment, count)
+    if status == "approved":
+        _notify_approved_replies(client, database,
+                                 [comment for comment in changed if comment.id in newly_approved])
     return changed
 
 

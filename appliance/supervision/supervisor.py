@@ -55,9 +55,11 @@ class _Child:
 class Supervisor:
     """Start order is the list order; stop order is its reverse."""
 
-    def __init__(self, specs: list[ProcessSpec], state_file: Path | None = None) -> None:
+    def __init__(self, specs: list[ProcessSpec], state_file: Path | None = None,
+                 state_extra: dict | None = None) -> None:
         self._children = [_Child(spec) for spec in specs]
         self._state_file = state_file
+        self._state_extra = state_extra or {}  # written into the state file as they are
         self.stop_event = threading.Event()
 
     def start_some(self, names: list[str]) -> None:
@@ -143,7 +145,7 @@ class Supervisor:
     def _write_state(self) -> None:
         if self._state_file is None:
             return
-        state = {"supervisor_pid": os.getpid(), "updated_at": time.time(),
+        state = {**self._state_extra, "supervisor_pid": os.getpid(), "updated_at": time.time(),
                  "processes": self.pids(),
                  "restarts": {child.spec.name: child.total_restarts for child in self._children}}
         tmp = self._state_file.with_suffix(".tmp")

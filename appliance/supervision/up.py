@@ -83,7 +83,13 @@ def run_up(settings: Settings, announce: Callable[[str], None]) -> None:
     require_free_port(settings.bind_host, settings.bind_port)
     settings.hashing_key()  # create the key once, before several children race to
     specs = build_specs(settings)
-    supervisor = Supervisor(specs, settings.data_dir / STATE_FILE)
+    host = settings.bind_host if settings.bind_host not in ("0.0.0.0", "::", "") \
+        else "127.0.0.1"
+    local_url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.bind_port}"
+    # The address goes into the state file too: `platformctl dashboard` probes the web there,
+    # as --port and --host given to `up` are not in any setting another command reads.
+    supervisor = Supervisor(specs, settings.data_dir / STATE_FILE,
+                            state_extra={"web_url": local_url})
 
     def stop(signum, _frame) -> None:
         if supervisor.stop_event.is_set():
@@ -105,9 +111,6 @@ def run_up(settings: Settings, announce: Callable[[str], None]) -> None:
         database.close()
         supervisor.start_some(list(PROCESS_NAMES))
         url = settings.effective_public_url
-        host = settings.bind_host if settings.bind_host not in ("0.0.0.0", "::", "") \
-            else "127.0.0.1"
-        local_url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.bind_port}"
         if not wait_until_ready(local_url) and not supervisor.stop_event.is_set():
             raise ServiceUnavailable(f"The web process did not become ready at {url}; "
                                      "see the log above.")

@@ -21,7 +21,12 @@ from typing import Any
 import peewee as pw
 import redis
 
-from appliance.services.moderation import announce, enqueue_notification, refresh_page
+from appliance.services.moderation import (
+    announce,
+    enqueue_notification,
+    refresh_page,
+    reply_notification,
+)
 from appliance.services.rendering import render_markdown
 from appliance.storage import comment_cache as cache
 from appliance.storage import comment_store
@@ -139,12 +144,9 @@ def _enqueue_notifications(client: redis.Redis, comment: StoredComment,
         kind = "new_comment" if comment.status == "approved" else "pending_comment"
         enqueue_notification(client, kind, {**base, "to": site.owner_email,
                                             "idempotency_key": f"{kind}:{comment.id}"})
-    if (comment.status == "approved" and parent is not None and parent.notify_replies
-            and parent.author_email and parent.visitor_hash != comment.visitor_hash):
-        enqueue_notification(client, "reply", {
-            **base, "to": parent.author_email, "parent_id": parent.id,
-            "to_visitor_hash": parent.visitor_hash,
-            "idempotency_key": f"reply:{comment.id}"})
+    reply = reply_notification(comment, parent)
+    if reply is not None:
+        enqueue_notification(client, "reply", reply)
 
 
 def handle_edit(client: redis.Redis, database: pw.Database, body: dict[str, Any]) -> None:
@@ -167,6 +169,11 @@ def handle_delete(client: redis.Redis, database: pw.Database, body: dict[str, An
     if comment is None:
         raise NotStoredYet(body["id"])
     if comment.status == "deleted":
+        return
+    if comment.status in ("rejected", "spam"):
+        # A moderator hid it: the author's words go, the verdict stays. Made "deleted", it
+        # came back into the thread as a placeholder and left the moderators' spam list.
+        comment_store.erase_body(database, comment.id)
         return
     comment_store.set_status(database, [comment.id], "deleted")
     count = refresh_page(client, database, comment.site, comment.path)

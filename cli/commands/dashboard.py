@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import typer
 
-from cli.context import cli_errors, console, state
+from cli.context import cli_errors, console, fail, state
 
 KEY_POLL_S = 0.1  # how often keys and the terminal's size are looked at between refreshes
 
@@ -26,7 +26,8 @@ def dashboard(
                                    help="Seconds between refreshes \\[default: 1].",
                                    show_default=False),
     url: str = typer.Option(None, "--url", help="Where the web process answers, for its "
-                            "health check \\[default: OVATION_PUBLIC_URL, else "
+                            "health check \\[default: where a `platformctl up` in the data "
+                            "directory listens, else OVATION_PUBLIC_URL, else "
                             "http://OVATION_BIND].", show_default=False),
 ) -> None:
     """Show the appliance live, full screen: services, traffic, top pages, comments, queues.
@@ -40,6 +41,8 @@ def dashboard(
     from appliance.dashboard.render import natural_height, render
     from appliance.storage.database import open_database
 
+    if url is not None and not _is_http_url(url):
+        fail(f"--url {url!r} is not an http:// or https:// URL.", 2)
     settings = state.settings
     # Redis must answer (every live figure is there); SQL may be down: that shows on screen.
     sources = DashboardSources(settings, open_redis(settings),
@@ -69,10 +72,12 @@ def run_live(collect: Callable, render: Callable, interval_s: float) -> None:
         try:
             while True:
                 now = time.monotonic()
-                size = (console.width, console.height)  # read afresh: the terminal may resize
                 if now >= next_collect:
                     snapshot, next_collect = collect(), now + interval_s
                     drawn_size = None
+                # Read afresh, after the collection (which may take a moment): the terminal may
+                # have been resized meanwhile.
+                size = (console.width, console.height)
                 if size != drawn_size:
                     live.update(render(snapshot, *size), refresh=True)
                     drawn_size = size
@@ -80,6 +85,16 @@ def run_live(collect: Callable, render: Callable, interval_s: float) -> None:
                     return
         except KeyboardInterrupt:  # Ctrl-C is a way to quit, not an error
             return
+
+
+def _is_http_url(url: str) -> bool:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,9 @@ async def test_every_control_works_from_the_keyboard(ovation, static_site, new_c
     comment = widget.locator("li.c").first
     await expect(comment.locator(".body em")).to_have_text("keyboard")
 
+    await tab_to(page, "Helpful", "e => e.dataset.vote === 'up'")
+    await page.keyboard.press("Enter")
+    await expect(comment.locator("[data-vote=up]")).to_have_attribute("aria-pressed", "true")
     await tab_to(page, "Reply", has_text("Reply"))
     await page.keyboard.press("Enter")
     # Keys go to whatever has focus: wait for the reply box before typing (a loaded machine
@@ -93,6 +96,50 @@ async def test_every_control_works_from_the_keyboard(ovation, static_site, new_c
     await tab_to(page, "Delete", f"e => {first_comment} && e.textContent === 'Delete'")
     await page.keyboard.press("Enter")
     await page.keyboard.press("Enter")  # "Really delete?" keeps the focus
+    await expect(comment.locator(".body")).to_have_text("This comment was deleted.")
+
+
+async def focused_text(page) -> str:
+    return await page.evaluate(f"() => ({DEEP_FOCUS})().textContent.trim()")
+
+
+async def test_a_live_update_of_a_comment_keeps_the_keyboard_focus(
+        ovation, static_site, new_context):
+    """A comment re-rendered by a live update (here its author's edit from elsewhere) keeps
+    the reader's place: the open reply box with its text, and a pending "Really delete?"."""
+    url = widget_page(static_site, "refocus", "/posts/refocus/")
+    page = await open_page(await new_context(), url)
+    widget = page.locator("ovation-widget")
+    await widget.locator("textarea").first.fill("Before")
+    await widget.get_by_role("button", name="Post comment").click()
+    comment = widget.locator("li.c").first
+    await expect(comment.locator(".body")).to_have_text("Before")
+    own = await page.evaluate("() => JSON.parse(localStorage.getItem('ovation.mine'))")
+    [(comment_id, token)] = [(key, value["t"]) for key, value in own.items()]
+
+    async def edit_elsewhere(body: str) -> None:
+        async with httpx.AsyncClient() as http:
+            response = await http.patch(ovation.api(f"/comments/{comment_id}"),
+                                        json={"edit_token": token, "body": body})
+            assert response.status_code == 202, response.text
+        await expect(comment.locator(".body")).to_have_text(body)  # pushed and re-rendered
+
+    await comment.get_by_role("button", name="Reply").click()
+    reply_box = comment.locator("textarea")
+    await expect(reply_box).to_be_focused()
+    await page.keyboard.type("Half a reply")
+    await edit_elsewhere("Edited once")
+    await expect(reply_box).to_be_focused()
+    await page.keyboard.type(", then the rest")
+    await expect(reply_box).to_have_value("Half a reply, then the rest")
+    await page.keyboard.press("Escape")
+
+    await comment.get_by_role("button", name="Delete").focus()
+    await page.keyboard.press("Enter")
+    assert await focused_text(page) == "Really delete?"
+    await edit_elsewhere("Edited twice")
+    assert await focused_text(page) == "Really delete?"
+    await page.keyboard.press("Enter")
     await expect(comment.locator(".body")).to_have_text("This comment was deleted.")
 
 
@@ -186,6 +233,19 @@ async def test_it_works_under_a_strict_content_security_policy(ovation, static_s
         "e => getComputedStyle(e).backgroundColor") == "rgb(255, 255, 255)"  # styled
     await widget.locator("button[data-reaction=like]").click()
     await expect(widget.locator("button[data-reaction=like] .n")).to_have_text("1")
+
+
+async def test_a_page_on_an_origin_the_site_does_not_allow_is_refused(
+        ovation, static_site, new_context):
+    """The same static page under another origin (localhost, not 127.0.0.1): the site does not
+    allow it, so the widget is told no and nothing is recorded, not even the view."""
+    url = widget_page(static_site, "foreign", "/posts/foreign/").replace("127.0.0.1", "localhost")
+    page = await (await new_context()).new_page()
+    await page.goto(url)
+    widget = page.locator("ovation-widget")
+    await expect(widget.locator(".note")).to_be_visible()  # the refusal, in words
+    await expect(widget.locator("button[data-reaction]")).to_have_count(0)
+    assert ovation.totals("/posts/foreign/")["totals"]["view"] == 0
 
 
 async def test_languages_and_themes(ovation, static_site, new_context):

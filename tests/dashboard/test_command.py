@@ -66,3 +66,11 @@ def test_unreachable_redis_is_one_line_and_exit_code_3(sqlite_settings):
     assert result.returncode == 3
     assert result.stderr.startswith("error: Redis is not reachable")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://example.org", "http://"])
+def test_a_url_that_is_not_http_is_one_line_and_exit_code_2(sqlite_settings, url):
+    result = platformctl(sqlite_settings, "dashboard", "--once", "--url", url)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --url") and "http://" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

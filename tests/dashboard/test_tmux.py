@@ -89,11 +89,15 @@ def test_the_dashboard_follows_live_traffic_and_shows_comments_inert(tmp_path):
         up = start_up(data_dir, port, log)
         try:
             wait_http(url + "/readyz", timeout_s=40)
-            terminal = Terminal(f"{sys.executable} -m cli --data-dir {data_dir} dashboard "
-                                f"--url {url}; echo DASHBOARD-EXITED $?; sleep 60")
+            # As a new user runs it: no --url; the dashboard finds where this `up` (started
+            # on a port of its own) listens.
+            terminal = Terminal(f"{sys.executable} -m cli --data-dir {data_dir} dashboard; "
+                                "echo DASHBOARD-EXITED $?; sleep 60")
             screen = terminal.wait_for(lambda s: "Services" in s and "web (HTTP)" in s)
             assert "/e2e-page" not in screen and today_views(screen) is None
-            assert re.search(r"│ web \(HTTP\)\s+ok\s+\d", screen), screen
+            assert f"Ovation dashboard {url} " in screen
+            # Probed every few seconds: a busy host may answer the first probe late.
+            terminal.wait_for(lambda s: re.search(r"│ web \(HTTP\)\s+ok\s+\d", s))
 
             for index in range(25):
                 interact(url, {"path": "/e2e-page", "reaction": "view",

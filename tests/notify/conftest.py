@@ -38,6 +38,7 @@ class MailRecorder:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.raw: list[bytes] = []  # as received: what a mail client parses, not re-decoded
         self.refuse_with: str | None = None  # e.g. "550 no such user"
         self.stall_s = 0.0
 
@@ -48,8 +49,8 @@ class MailRecorder:
             await asyncio.sleep(self.stall_s)
         if self.refuse_with:
             return self.refuse_with
-        self.messages.append(message_from_bytes(envelope.original_content or envelope.content,
-                                                policy=policy.default))
+        self.raw.append(envelope.original_content or envelope.content)
+        self.messages.append(message_from_bytes(self.raw[-1], policy=policy.default))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted"
 

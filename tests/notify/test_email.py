@@ -183,4 +183,32 @@ def test_without_an_smtp_host_no_email_is_queued(redis_client, database, blog, s
     for _ in range(3):
         notifier.run_once(block_ms=20)
     assert notifier.queue.recent() == [] and smtp_server.recorder.messages == []
-    assert SITE == "blog"
+
+
+def test_list_unsubscribe_goes_out_as_a_plain_url(redis_client, database, blog, smtp_server,
+                                                  notify_settings):
+    """RFC 2369 headers hold a URL in angle brackets and allow no RFC 2047 encoded-words.
+    Python's default e-mail policy encoded the long header as `=?utf-8?q?=3Chttp…?=`, so no
+    mail client saw an unsubscribe link (found in the `platformctl up` walk-through; the
+    parsed message hid it, as Python decodes encoded-words on reading)."""
+    from appliance.notify import subscriptions as subs
+    from appliance.notify.links import read_token
+    from appliance.workers.listener import handle_publish
+
+    settings = notify_settings()
+    subs.set_status(database, SITE, "reader@example.org", "posts", "confirmed")
+    notifier = make_notifier(redis_client, database, settings)
+    handle_publish(database, redis_client, "1-0", {"site": SITE, "path": "/a-long-path",
+                                                   "title": "A post"})
+    pump(notifier, lambda: smtp_server.recorder.raw)
+    [raw] = smtp_server.recorder.raw
+    head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n")
+    lines = head.split(b"\n")
+    assert all(len(line) <= 998 for line in lines)  # RFC 5322's hard limit still holds
+    [header] = [line for line in lines if line.lower().startswith(b"list-unsubscribe:")]
+    prefix = b"List-Unsubscribe: <http://127.0.0.1:8700/notifications/unsubscribe?token="
+    assert header.startswith(prefix) and header.endswith(b">") and b"=?" not in header
+    token = header[len(prefix):-1].decode()
+    claim = read_token(settings.hashing_key(), token, "unsubscribe")
+    assert (claim.address, claim.list_name) == ("reader@example.org", "posts")
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines

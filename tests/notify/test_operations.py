@@ -73,6 +73,25 @@ def test_a_notifier_killed_mid_delivery_delivers_after_restart(
 
 
 @SQLITE_ONLY
+def test_several_notifiers_share_the_work(redis_client, database, blog, receiver,
+                                          notify_settings):
+    """Two notifiers on one Redis: the consumer group splits the events between them, the
+    leases split the deliveries, and nothing is sent twice."""
+    subs.add_webhook(database, SITE, receiver.url)
+    settings = notify_settings(smtp_host="", notify_concurrency=2)
+    first, second = (make_notifier(redis_client, database, settings) for _ in range(2))
+    first.consumer.consumer, second.consumer.consumer = "notifier-1", "notifier-2"
+    first.consumer.batch = second.consumer.batch = 2
+    for n in range(40, 44):
+        store_comment(redis_client, database, cid(n))
+    assert first.consumer.run_once() == 2 and second.consumer.run_once() == 2
+    assert first.deliver_due() == 2 and second.deliver_due() == 2
+    assert first.deliver_due() == 0 and second.deliver_due() == 0
+    assert sorted(request.headers["ovation-idempotency-key"] for request in receiver.requests) \
+        == [f"new_comment:{cid(n)}" for n in range(40, 44)]
+
+
+@SQLITE_ONLY
 def test_cli_lists_retries_and_purges(redis_client, database, blog, receiver, smtp_server,
                                       notify_settings):
     settings = notify_settings(notify_max_attempts=5, notify_retry_base_s=60)

@@ -15,6 +15,7 @@ import pytest
 
 from appliance.events import LiveEvent
 from appliance.notify.links import make_token
+from appliance.services.moderation import moderate
 from appliance.services.visitors import visitor_hash
 from appliance.workers.listener import handle_publish
 from tests.notify.conftest import (
@@ -50,11 +51,12 @@ def link_in(message, action: str) -> str:
     return url.group(1)
 
 
-def ann_and_bob(redis_client, database, settings, reply_n: int = 2) -> None:
-    """Ann comments and asks for replies; Bob replies."""
+def ann_and_bob(redis_client, database, settings, reply_n: int = 2,
+                ann_email: str = ANN) -> None:
+    """Ann comments (asking for replies if she gives an e-mail); Bob replies."""
     key = settings.hashing_key()
-    store_comment(redis_client, database, cid(1), author="Ann", email=ANN, notify_replies=True,
-                  visitor=visitor_hash(key, SITE, ANN_VISITOR))
+    store_comment(redis_client, database, cid(1), author="Ann", email=ann_email,
+                  notify_replies=bool(ann_email), visitor=visitor_hash(key, SITE, ANN_VISITOR))
     store_comment(redis_client, database, cid(reply_n), author="Bob", parent=cid(1),
                   body=f"Bob's reply {reply_n}", visitor=visitor_hash(key, SITE, BOB_VISITOR))
 
@@ -189,7 +191,11 @@ async def test_altered_expired_or_misused_links_are_refused(web):
             await assert_error(await method(url), 400, "invalid_token")
 
 
-async def test_a_reply_reaches_the_authors_open_pages_only(web, redis_client, database):
+@pytest.mark.parametrize("ann_email", [ANN, ""], ids=["with-email", "without-email"])
+async def test_a_reply_reaches_the_authors_open_pages_only(web, redis_client, database,
+                                                           ann_email):
+    """With or without an e-mail address: a push to open pages mails nobody, so an author
+    who gave no address (or did not ask for e-mails) is still told on the page."""
     settings, client = web
     notifier = make_notifier(redis_client, database, settings)
     live = f"/api/v1/sites/{SITE}/live"
@@ -204,7 +210,8 @@ async def test_a_reply_reaches_the_authors_open_pages_only(web, redis_client, da
             await ws.send(json.dumps({"type": "subscribe", "paths": ["/elsewhere"],
                                       "visitor": visitor}))
             assert (await frame(ws))["type"] == "subscribed"
-        await asyncio.to_thread(ann_and_bob, redis_client, database, settings)
+        await asyncio.to_thread(ann_and_bob, redis_client, database, settings,
+                                ann_email=ann_email)
         await asyncio.to_thread(pump, notifier, lambda: any(
             d.channel == "browser" and d.status == "delivered"
             for d in notifier.queue.recent()))
@@ -217,6 +224,38 @@ async def test_a_reply_reaches_the_authors_open_pages_only(web, redis_client, da
         with pytest.raises(TimeoutError):
             extra = await asyncio.wait_for(bob.receive(), 0.5)
             pytest.fail(f"Bob got {extra}")
+    if not ann_email:
+        assert not [d for d in notifier.queue.recent()
+                    if d.kind == "reply" and d.channel == "email"]
+
+
+def test_a_reply_approved_by_a_moderator_reaches_the_author(redis_client, database, blog,
+                                                            smtp_server, notify_settings):
+    """A reply held for moderation was never notified: the listener tells the parent's author
+    only of replies approved on arrival, and approving one queued nothing (found in the
+    `platformctl up` walk-through with --moderation all)."""
+    settings = notify_settings()
+    notifier = make_notifier(redis_client, database, settings)
+    key = settings.hashing_key()
+    store_comment(redis_client, database, cid(1), author="Ann", email=ANN, notify_replies=True,
+                  visitor=visitor_hash(key, SITE, ANN_VISITOR))
+    store_comment(redis_client, database, cid(2), author="Bob", parent=cid(1), status="pending",
+                  visitor=visitor_hash(key, SITE, BOB_VISITOR))
+    pump(notifier, lambda: len(smtp_server.recorder.messages) == 2)  # the owner's two notices
+    assert not [d for d in notifier.queue.recent() if d.kind == "reply"]
+
+    moderate(redis_client, database, [cid(2)], "approved")
+    pump(notifier, lambda: smtp_server.recorder.to(ANN))  # asked to confirm: double opt-in
+    replies = {d.channel: d for d in notifier.queue.recent() if d.kind == "reply"}
+    assert replies["browser"].key == replies["email"].key == f"reply:{cid(2)}"
+    assert replies["browser"].status == "delivered" and replies["email"].status == "held"
+
+    moderate(redis_client, database, [cid(2)], "approved")  # again: nothing new
+    moderate(redis_client, database, [cid(1)], "approved")  # not a reply: nothing
+    for _ in range(3):
+        notifier.run_once(block_ms=20)
+    assert len([d for d in notifier.queue.recent() if d.kind == "reply"]) == 2
+    assert len(smtp_server.recorder.to(ANN)) == 1
 
 
 def test_targeted_live_events_round_trip(database_url):

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import threading
 import time
 
 import pytest
@@ -119,6 +120,30 @@ def test_a_failing_webhook_is_dead_lettered_and_retry_brings_it_back(
     assert receiver.unique_keys() == {f"new_comment:{cid(4)}"}  # one event, four attempts
     pump(notifier, lambda: notifier.queue.recent()[0].status == "delivered")
     assert notifier.queue.dead_letters() == []
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_retried(redis_client, database, blog,
+                                                             receiver, notify_settings):
+    add_webhook(database, SITE, receiver.url)
+    stalled = threading.Event()
+
+    def respond(_request):
+        if len(receiver.requests) == 1:  # the first attempt: answer long after the timeout
+            stalled.wait(5)
+        return 200, {}
+
+    receiver.respond = respond
+    notifier = make_notifier(redis_client, database, notify_settings(
+        smtp_host="", notify_timeout_s=0.3, notify_max_attempts=5))
+    try:
+        store_comment(redis_client, database, cid(7))
+        pump(notifier, lambda: notifier.queue.recent(statuses=("retrying",)))
+        [waiting] = notifier.queue.recent(statuses=("retrying",))
+        assert "Timeout" in waiting.last_error, waiting.last_error
+        pump(notifier, lambda: notifier.queue.get(waiting.id).status == "delivered")
+    finally:
+        stalled.set()
+    assert len(receiver.requests) == 2 and receiver.unique_keys() == {f"new_comment:{cid(7)}"}
 
 
 # -- SSRF --------------------------------------------------------------------------------------

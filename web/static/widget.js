@@ -15,95 +15,75 @@ const API = (data("api") || (script && script.src ? new URL(script.src, location
 const POLL_MS = 5000;
 const viewed = new Set();  // one view per page per load, even if the element is re-created
 
-const L = {
-  en: {
-    views: ["view", "views"], you: "you: {n}/{cap}", rate: "{n} of {max} stars", ratings: ["{n} rating", "{n} ratings"], capped: "That is all the applause you can give. Thank you!",
-    comments: ["{n} comment", "{n} comments"], none: "No comments yet. Start the conversation!",
-    sort: "Sort", oldest: "Oldest", newest: "Newest", top: "Top", your: "Your comment",
-    hint: "Markdown works: **bold**, _italic_, [link](https://…), `code`.",
-    name: "Name (optional)", email: "E-mail (optional, never shown)", notify: "E-mail me replies",
-    post: "Post comment", posting: "Sending…", reply: "Reply", replyTo: "Your reply to {name}",
-    cancel: "Cancel", edit: "Edit", save: "Save", del: "Delete", really: "Really delete?",
-    deleted: "This comment was deleted.", pending: "Awaiting moderation: only you can see it",
-    mine: "yours", edited: "edited", anon: "Anonymous", more: "Load more comments",
-    fresh: ["Show {n} new comment", "Show {n} new comments"], announce: ["{n} new comment", "{n} new comments"],
-    up: "Helpful", down: "Not helpful", thanks: "Thank you! Your comment is posted.",
-    held: "Thank you! Your comment appears once a moderator approves it.", saved: "Saved.",
-    gone: "Deleted.", live: "Live", retry: "Reconnecting…", poll: "Updating every few seconds",
-    newPost: "New post:", region: "Reactions and comments", reactions: "Reactions",
-    loading: "Loading comments…", empty: "Please write something first.",
-    e_rate: "You are commenting too fast. Please try again in {n} s.",
-    e_dup: "You posted this comment already.", e_ban: "Commenting is not possible from here.",
-    e_window: "The time to change this comment is over.",
-    e_token: "This comment cannot be changed from this browser.",
-    e_parent: "The comment you replied to is gone.",
-    e_busy: "The server is busy. Please try again in a moment.",
-    e_net: "Could not reach the server. Check your connection and try again.",
-    e_body: "Your comment is empty or too long.", e_email: "That e-mail address does not look right.",
-    e_origin: "Comments are not enabled for this address.", e_other: "Something went wrong ({m})."
-  },
-  de: {
-    views: ["Aufruf", "Aufrufe"], you: "du: {n}/{cap}", rate: "{n} von {max} Sternen", ratings: ["{n} Bewertung", "{n} Bewertungen"], capped: "Mehr Applaus geht nicht. Danke!",
-    comments: ["{n} Kommentar", "{n} Kommentare"], none: "Noch keine Kommentare. Schreib den ersten!",
-    sort: "Sortierung", oldest: "Älteste", newest: "Neueste", top: "Beste", your: "Dein Kommentar",
-    hint: "Markdown geht: **fett**, _kursiv_, [Link](https://…), `Code`.",
-    name: "Name (optional)", email: "E-Mail (optional, wird nie gezeigt)", notify: "Antworten per E-Mail",
-    post: "Kommentar senden", posting: "Wird gesendet…", reply: "Antworten", replyTo: "Deine Antwort an {name}",
-    cancel: "Abbrechen", edit: "Bearbeiten", save: "Speichern", del: "Löschen", really: "Wirklich löschen?",
-    deleted: "Dieser Kommentar wurde gelöscht.", pending: "Wartet auf Freigabe: nur du siehst ihn",
-    mine: "deiner", edited: "bearbeitet", anon: "Anonym", more: "Weitere Kommentare laden",
-    fresh: ["{n} neuen Kommentar zeigen", "{n} neue Kommentare zeigen"], announce: ["{n} neuer Kommentar", "{n} neue Kommentare"],
-    up: "Hilfreich", down: "Nicht hilfreich", thanks: "Danke! Dein Kommentar ist veröffentlicht.",
-    held: "Danke! Dein Kommentar erscheint, sobald er freigegeben ist.", saved: "Gespeichert.",
-    gone: "Gelöscht.", live: "Live", retry: "Verbinde neu…", poll: "Aktualisiert alle paar Sekunden",
-    newPost: "Neuer Beitrag:", region: "Reaktionen und Kommentare", reactions: "Reaktionen",
-    loading: "Kommentare werden geladen…", empty: "Bitte schreib zuerst etwas.",
-    rx_like: "Gefällt mir", rx_applause: "Applaus",
-    e_rate: "Du kommentierst zu schnell. Bitte versuch es in {n} s wieder.",
-    e_dup: "Diesen Kommentar hast du schon gesendet.", e_ban: "Von hier aus kann nicht kommentiert werden.",
-    e_window: "Die Zeit zum Ändern dieses Kommentars ist abgelaufen.",
-    e_token: "Dieser Kommentar kann in diesem Browser nicht geändert werden.",
-    e_parent: "Der Kommentar, auf den du antwortest, ist weg.",
-    e_busy: "Der Server ist ausgelastet. Bitte versuch es gleich noch einmal.",
-    e_net: "Der Server ist nicht erreichbar. Prüfe deine Verbindung.",
-    e_body: "Dein Kommentar ist leer oder zu lang.", e_email: "Diese E-Mail-Adresse sieht nicht richtig aus.",
-    e_origin: "Kommentare sind für diese Adresse nicht freigeschaltet.", e_other: "Etwas ist schiefgegangen ({m})."
-  },
-  fr: {
-    views: ["vue", "vues"], you: "vous : {n}/{cap}", rate: "{n} sur {max} étoiles", ratings: ["{n} note", "{n} notes"], capped: "Vous avez donné tous vos applaudissements. Merci !",
-    comments: ["{n} commentaire", "{n} commentaires"], none: "Pas encore de commentaire. Lancez la discussion !",
-    sort: "Trier", oldest: "Plus anciens", newest: "Plus récents", top: "Meilleurs", your: "Votre commentaire",
-    hint: "Markdown accepté : **gras**, _italique_, [lien](https://…), `code`.",
-    name: "Nom (facultatif)", email: "E-mail (facultatif, jamais affiché)", notify: "M'avertir des réponses",
-    post: "Publier", posting: "Envoi…", reply: "Répondre", replyTo: "Votre réponse à {name}",
-    cancel: "Annuler", edit: "Modifier", save: "Enregistrer", del: "Supprimer", really: "Vraiment supprimer ?",
-    deleted: "Ce commentaire a été supprimé.", pending: "En attente de modération : visible par vous seul",
-    mine: "le vôtre", edited: "modifié", anon: "Anonyme", more: "Plus de commentaires",
-    fresh: ["Voir {n} nouveau commentaire", "Voir {n} nouveaux commentaires"], announce: ["{n} nouveau commentaire", "{n} nouveaux commentaires"],
-    up: "Utile", down: "Pas utile", thanks: "Merci ! Votre commentaire est publié.",
-    held: "Merci ! Votre commentaire apparaîtra après modération.", saved: "Enregistré.",
-    gone: "Supprimé.", live: "En direct", retry: "Reconnexion…", poll: "Mise à jour toutes les quelques secondes",
-    newPost: "Nouvel article :", region: "Réactions et commentaires", reactions: "Réactions",
-    loading: "Chargement des commentaires…", empty: "Écrivez d'abord quelque chose.",
-    rx_like: "J'aime", rx_applause: "Applaudissements", rx_view: "Vues",
-    e_rate: "Vous commentez trop vite. Réessayez dans {n} s.",
-    e_dup: "Vous avez déjà publié ce commentaire.", e_ban: "Impossible de commenter depuis ici.",
-    e_window: "Le délai pour modifier ce commentaire est passé.",
-    e_token: "Ce commentaire ne peut pas être modifié depuis ce navigateur.",
-    e_parent: "Le commentaire auquel vous répondez a disparu.",
-    e_busy: "Le serveur est occupé. Réessayez dans un instant.",
-    e_net: "Serveur injoignable. Vérifiez votre connexion.",
-    e_body: "Votre commentaire est vide ou trop long.", e_email: "Cette adresse e-mail semble incorrecte.",
-    e_origin: "Les commentaires ne sont pas activés pour cette adresse.", e_other: "Une erreur est survenue ({m})."
-  }
-};
-// Server error codes -> messages; invalid_input is told apart by its details.field.
-const ERRORS = {
-  rate_limited: "e_rate", duplicate_comment: "e_dup", banned: "e_ban", edit_window_closed: "e_window",
-  invalid_edit_token: "e_token", unknown_parent: "e_parent", service_unavailable: "e_busy",
-  network: "e_net", origin_not_allowed: "e_origin", unknown_site: "e_origin"
-};
-const FIELD_ERRORS = { body: "e_body", author_email: "e_email" };
+// The widget's words, a line a key: the key, then English, German and French, " ~ " between
+// them, and "|" between singular and plural. An empty cell falls back to English (rx_*: to the
+// plugin's own label). Adding a language is adding a column and its code to L.
+const TEXT = `views ~ view|views ~ Aufruf|Aufrufe ~ vue|vues
+you ~ you: {n}/{cap} ~ du: {n}/{cap} ~ vous : {n}/{cap}
+rate ~ {n} of {max} stars ~ {n} von {max} Sternen ~ {n} sur {max} étoiles
+ratings ~ {n} rating|{n} ratings ~ {n} Bewertung|{n} Bewertungen ~ {n} note|{n} notes
+capped ~ That is all the applause you can give. Thank you! ~ Mehr Applaus geht nicht. Danke! ~ Vous avez donné tous vos applaudissements. Merci !
+comments ~ {n} comment|{n} comments ~ {n} Kommentar|{n} Kommentare ~ {n} commentaire|{n} commentaires
+none ~ No comments yet. Start the conversation! ~ Noch keine Kommentare. Schreib den ersten! ~ Pas encore de commentaire. Lancez la discussion !
+sort ~ Sort ~ Sortierung ~ Trier
+oldest ~ Oldest ~ Älteste ~ Plus anciens
+newest ~ Newest ~ Neueste ~ Plus récents
+top ~ Top ~ Beste ~ Meilleurs
+your ~ Your comment ~ Dein Kommentar ~ Votre commentaire
+hint ~ Markdown works: **bold**, _italic_, [link](https://…), \`code\`. ~ Markdown geht: **fett**, _kursiv_, [Link](https://…), \`Code\`. ~ Markdown accepté : **gras**, _italique_, [lien](https://…), \`code\`.
+name ~ Name (optional) ~ Name (optional) ~ Nom (facultatif)
+email ~ E-mail (optional, never shown) ~ E-Mail (optional, wird nie gezeigt) ~ E-mail (facultatif, jamais affiché)
+notify ~ E-mail me replies ~ Antworten per E-Mail ~ M'avertir des réponses
+post ~ Post comment ~ Kommentar senden ~ Publier
+posting ~ Sending… ~ Wird gesendet… ~ Envoi…
+reply ~ Reply ~ Antworten ~ Répondre
+replyTo ~ Your reply to {name} ~ Deine Antwort an {name} ~ Votre réponse à {name}
+cancel ~ Cancel ~ Abbrechen ~ Annuler
+edit ~ Edit ~ Bearbeiten ~ Modifier
+save ~ Save ~ Speichern ~ Enregistrer
+del ~ Delete ~ Löschen ~ Supprimer
+really ~ Really delete? ~ Wirklich löschen? ~ Vraiment supprimer ?
+deleted ~ This comment was deleted. ~ Dieser Kommentar wurde gelöscht. ~ Ce commentaire a été supprimé.
+pending ~ Awaiting moderation: only you can see it ~ Wartet auf Freigabe: nur du siehst ihn ~ En attente de modération : visible par vous seul
+mine ~ yours ~ deiner ~ le vôtre
+edited ~ edited ~ bearbeitet ~ modifié
+anon ~ Anonymous ~ Anonym ~ Anonyme
+more ~ Load more comments ~ Weitere Kommentare laden ~ Plus de commentaires
+fresh ~ Show {n} new comment|Show {n} new comments ~ {n} neuen Kommentar zeigen|{n} neue Kommentare zeigen ~ Voir {n} nouveau commentaire|Voir {n} nouveaux commentaires
+announce ~ {n} new comment|{n} new comments ~ {n} neuer Kommentar|{n} neue Kommentare ~ {n} nouveau commentaire|{n} nouveaux commentaires
+up ~ Helpful ~ Hilfreich ~ Utile
+down ~ Not helpful ~ Nicht hilfreich ~ Pas utile
+thanks ~ Thank you! Your comment is posted. ~ Danke! Dein Kommentar ist veröffentlicht. ~ Merci ! Votre commentaire est publié.
+held ~ Thank you! Your comment appears once a moderator approves it. ~ Danke! Dein Kommentar erscheint, sobald er freigegeben ist. ~ Merci ! Votre commentaire apparaîtra après modération.
+saved ~ Saved. ~ Gespeichert. ~ Enregistré.
+gone ~ Deleted. ~ Gelöscht. ~ Supprimé.
+live ~ Live ~ Live ~ En direct
+retry ~ Reconnecting… ~ Verbinde neu… ~ Reconnexion…
+poll ~ Updating every few seconds ~ Aktualisiert alle paar Sekunden ~ Mise à jour toutes les quelques secondes
+newPost ~ New post: ~ Neuer Beitrag: ~ Nouvel article :
+region ~ Reactions and comments ~ Reaktionen und Kommentare ~ Réactions et commentaires
+reactions ~ Reactions ~ Reaktionen ~ Réactions
+loading ~ Loading comments… ~ Kommentare werden geladen… ~ Chargement des commentaires…
+empty ~ Please write something first. ~ Bitte schreib zuerst etwas. ~ Écrivez d'abord quelque chose.
+e_rate_limited ~ You are commenting too fast. Please try again in {n} s. ~ Du kommentierst zu schnell. Bitte versuch es in {n} s wieder. ~ Vous commentez trop vite. Réessayez dans {n} s.
+e_duplicate_comment ~ You posted this comment already. ~ Diesen Kommentar hast du schon gesendet. ~ Vous avez déjà publié ce commentaire.
+e_banned ~ Commenting is not possible from here. ~ Von hier aus kann nicht kommentiert werden. ~ Impossible de commenter depuis ici.
+e_edit_window_closed ~ The time to change this comment is over. ~ Die Zeit zum Ändern dieses Kommentars ist abgelaufen. ~ Le délai pour modifier ce commentaire est passé.
+e_invalid_edit_token ~ This comment cannot be changed from this browser. ~ Dieser Kommentar kann in diesem Browser nicht geändert werden. ~ Ce commentaire ne peut pas être modifié depuis ce navigateur.
+e_unknown_parent ~ The comment you replied to is gone. ~ Der Kommentar, auf den du antwortest, ist weg. ~ Le commentaire auquel vous répondez a disparu.
+e_service_unavailable ~ The server is busy. Please try again in a moment. ~ Der Server ist ausgelastet. Bitte versuch es gleich noch einmal. ~ Le serveur est occupé. Réessayez dans un instant.
+e_network ~ Could not reach the server. Check your connection and try again. ~ Der Server ist nicht erreichbar. Prüfe deine Verbindung. ~ Serveur injoignable. Vérifiez votre connexion.
+e_body ~ Your comment is empty or too long. ~ Dein Kommentar ist leer oder zu lang. ~ Votre commentaire est vide ou trop long.
+e_author_email ~ That e-mail address does not look right. ~ Diese E-Mail-Adresse sieht nicht richtig aus. ~ Cette adresse e-mail semble incorrecte.
+e_origin_not_allowed ~ Comments are not enabled for this address. ~ Kommentare sind für diese Adresse nicht freigeschaltet. ~ Les commentaires ne sont pas activés pour cette adresse.
+e_other ~ Something went wrong ({m}). ~ Etwas ist schiefgegangen ({m}). ~ Une erreur est survenue ({m}).
+rx_like ~  ~ Gefällt mir ~ J'aime
+rx_applause ~  ~ Applaus ~ Applaudissements`;
+const L = { en: {}, de: {}, fr: {} };
+for (const line of TEXT.split("\n")) {
+  const [key, ...cells] = line.split(" ~ ");
+  Object.values(L).forEach((words, i) => { if (cells[i]) words[key] = cells[i].split("|"); });
+}
 
 // localStorage, or memory where it is blocked: the visitor id and the edit tokens live here.
 const store = (() => {
@@ -113,7 +93,7 @@ const store = (() => {
     return localStorage;
   } catch (e) {
     const memory = new Map();
-    return { getItem: k => memory.has(k) ? memory.get(k) : null, setItem: (k, v) => memory.set(k, String(v)) };
+    return { getItem: k => memory.get(k) ?? null, setItem: (k, v) => memory.set(k, String(v)) };
   }
 })();
 const visitorId = () => {
@@ -132,7 +112,7 @@ const ownSave = all => {
   for (const id in all) if (all[id].u < Date.now()) delete all[id];
   store.setItem("ovation.mine", JSON.stringify(all));
 };
-const query = params => new URLSearchParams(Object.entries(params).filter(([, v]) => v != null)).toString();
+const query = params => new URLSearchParams(params);
 
 // Build DOM: attributes are set, never parsed; children are nodes or plain text.
 const h = (tag, props, ...kids) => {
@@ -147,11 +127,12 @@ const h = (tag, props, ...kids) => {
   return el;
 };
 let formSeq = 0;
+const GONE = { status: "deleted", html: "", author_name: "", author_website: "" };  // a deleted comment
 
 class OvationWidget extends HTMLElement {
-  static get observedAttributes() { return ["path", "lang", "site"]; }
+  static observedAttributes = ["path", "lang", "site"];
   connectedCallback() {
-    if (!this.shadowRoot) this.attachShadow({ mode: "open" });
+    this.shadowRoot || this.attachShadow({ mode: "open" });
     this.start();
   }
   disconnectedCallback() { this.stop(); }
@@ -163,10 +144,10 @@ class OvationWidget extends HTMLElement {
     this.timers = new Set();
     this.site = this.getAttribute("site") || data("site");
     this.path = this.getAttribute("path") || location.pathname;
-    const lang = ((this.closest("[lang]") || {}).lang || navigator.language || "en").toLowerCase().split("-")[0];
+    const lang = (this.closest("[lang]")?.lang || navigator.language || "en").toLowerCase().split("-")[0];
     this.language = L[lang] ? lang : "en";
     this.visitor = visitorId();
-    Object.assign(this, { totals: {}, mine: {}, queued: {}, inflight: {}, rx: {}, types: [],
+    Object.assign(this, { totals: {}, mine: {}, rx: {},
       byId: new Map(), seen: new Set(), fresh: [], sort: "oldest", total: 0, delay: 1000, fails: 0 });
     this.build();
     this.boot();
@@ -188,31 +169,23 @@ class OvationWidget extends HTMLElement {
     return id;
   }
   t(key, vars = {}, fallback = "") {
-    let s = L[this.language][key] ?? L.en[key] ?? fallback;
-    if (Array.isArray(s)) s = s[new Intl.PluralRules(this.language).select(vars.n) == "one" ? 0 : 1];
+    const [one, other] = L[this.language][key] ?? L.en[key] ?? [fallback];
+    const s = other && new Intl.PluralRules(this.language).select(vars.n) != "one" ? other : one;
     return s.replace(/\{(\w+)\}/g, (_, k) => vars[k]);
   }
   num(n) { return Number(n || 0).toLocaleString(this.language); }
-  date(iso) {
-    try {
-      return new Intl.DateTimeFormat(this.language, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
-    } catch (e) { return iso; }
-  }
+  date(iso) { return new Date(iso).toLocaleString(this.language, { dateStyle: "medium", timeStyle: "short" }); }
   err(e) {
-    const d = e.details || {};
-    if (e.code == "reaction_rejected") return e.message;  // a plugin's own words
-    const key = e.code == "invalid_input" ? FIELD_ERRORS[d.field] : ERRORS[e.code];
-    return key ? this.t(key, { n: d.retry_after_s }) : this.t("e_other", { m: e.message || e.code });
+    const d = e.details || {}, c = e.code;
+    if (c == "reaction_rejected") return e.message;  // a plugin's own words
+    // A message for each server error code ("e_" + code); invalid_input's by its details.field.
+    const key = "e_" + (c == "invalid_input" ? d.field : c == "unknown_site" ? "origin_not_allowed" : c);
+    return L.en[key] ? this.t(key, { n: d.retry_after_s }) : this.t("e_other", { m: e.message || c });
   }
   async req(method, route, body) {
-    let response;
-    try {
-      response = await fetch(API + "/api/v1/sites/" + encodeURIComponent(this.site) + route, {
-        method, credentials: "omit", body: body && JSON.stringify(body),
-        headers: body ? { "Content-Type": "application/json" } : {} });
-    } catch (e) {
-      throw { code: "network" };
-    }
+    const response = await fetch(API + "/api/v1/sites/" + encodeURIComponent(this.site) + route, {
+      method, credentials: "omit", body: body && JSON.stringify(body),
+      headers: body ? { "Content-Type": "application/json" } : {} }).catch(() => { throw { code: "network" }; });
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) throw Object.assign({ code: "http_" + response.status }, answer.error);
     return answer;
@@ -234,21 +207,20 @@ class OvationWidget extends HTMLElement {
     this.empty = h("p", { class: "gone", hidden: true }, T("none"));
     this.more = h("button", { type: "button", class: "more", hidden: true, onclick: () => this.loadThread(this.next) }, T("more"));
     this.state = h("span", {}, h("span", { class: "dot", "aria-hidden": "true" }), h("span"));
-    // A constructed style sheet needs no 'unsafe-inline' under the host page's CSP.
-    let style = null;
-    try {
-      const sheet = new CSSStyleSheet();
-      sheet.replaceSync(CSS);
-      this.shadowRoot.adoptedStyleSheets = [sheet];
-    } catch (e) {
-      style = h("style", {}, CSS);
-    }
-    this.shadowRoot.replaceChildren(...(style ? [style] : []),
+    this.shadowRoot.replaceChildren(
       h("section", { class: "ov", lang: this.language, "aria-label": T("region") }, this.notice, this.bar, this.say,
         h("section", { "aria-labelledby": "ov-h" },
           h("div", { class: "head" }, this.heading, h("label", { class: "chk" }, T("sort"), this.sorter)),
           this.form(null), this.freshButton, this.empty, this.list, this.more),
         h("p", { class: "foot" }, this.state)));
+    // A constructed style sheet needs no 'unsafe-inline' under the host page's CSP.
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      this.shadowRoot.adoptedStyleSheets = [sheet];
+    } catch (e) {
+      this.shadowRoot.prepend(h("style", {}, CSS));
+    }
   }
 
   boot() {
@@ -259,8 +231,7 @@ class OvationWidget extends HTMLElement {
     viewed.add(key);
     Promise.all([this.req("GET", "/config"), first]).then(([config, state]) => {
       if (gen != this.gen) return;
-      this.types = config.reactions;
-      this.renderBar();
+      this.renderBar(config.reactions);
       this.apply(state);
     }, e => this.flash(e));
     this.loadThread(0);
@@ -268,10 +239,11 @@ class OvationWidget extends HTMLElement {
   }
 
   // -- reactions: rendered from the site's configuration, so plugin types need no change here
-  renderBar() {
+  renderBar(types) {
     this.bar.replaceChildren();
-    for (const type of this.types) {
-      const name = type.name, r = { type, n: h("span", { class: "n" }, "0"), you: h("span", { class: "you" }) };
+    for (const type of types) {
+      // queued: claps not sent yet; inflight: claps sent and not answered yet.
+      const name = type.name, r = { type, n: h("span", { class: "n" }, "0"), you: h("span", { class: "you" }), queued: 0, inflight: 0 };
       // The name a screen reader hears: "Like 3", "Applause 120 you: 3/12" (label, then what shows).
       const label = this.t("rx_" + name, {}, type.label), spoken = h("span", { class: "sr" }, label + " ");
       const icon = ic => /^\s*</.test(ic)
@@ -290,7 +262,7 @@ class OvationWidget extends HTMLElement {
       } else if (name == "view") {
         r.el = h("span", { class: "rx" }, icon(type.icon), r.n, " ", r.you);
       } else if (type.kind == "toggle") {
-        r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, onclick: () => this.toggle(type) }, icon(type.icon), spoken, r.n);
+        r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, onclick: () => this.choose(type, true) }, icon(type.icon), spoken, r.n);
       } else {
         r.el = h("button", { type: "button", class: "rx", title: label, "data-reaction": name, oncontextmenu: e => e.preventDefault() }, icon(type.icon), spoken, r.n, " ", r.you);
         this.holdToClap(r);
@@ -318,11 +290,11 @@ class OvationWidget extends HTMLElement {
   }
   paint() {
     for (const name in this.rx) {
-      const { type, el, n, you, opts } = this.rx[name], mine = this.mine[name];
+      const { type, el, n, you, opts, queued, inflight } = this.rx[name], mine = this.mine[name];
       if (type.kind == "choice") {
         opts.forEach(b => {
           b.lastChild.textContent = this.num(this.totals[name + "." + b.dataset.choice]);
-          b.setAttribute("aria-pressed", String(mine == b.dataset.choice));
+          b.setAttribute("aria-pressed", mine == b.dataset.choice);
         });
         continue;
       }
@@ -331,22 +303,22 @@ class OvationWidget extends HTMLElement {
         n.textContent = count ? avg.toLocaleString(this.language, { maximumFractionDigits: 1 }) : "–";
         you.textContent = this.t("ratings", { n: count });
         opts.forEach(b => {
-          b.setAttribute("aria-pressed", String(mine == b.dataset.score));
+          b.setAttribute("aria-pressed", mine == b.dataset.score);
           b.classList.toggle("on", b.dataset.score <= (mine || Math.round(avg)));
         });
         continue;
       }
-      const extra = (this.queued[name] || 0) + (this.inflight[name] || 0);
+      const extra = queued + inflight;
       const total = (this.totals[name] || 0) + extra;
       n.textContent = this.num(total);
       if (name == "view") {
         you.textContent = this.t("views", { n: total });
       } else if (type.kind == "toggle") {
-        el.setAttribute("aria-pressed", String(!!this.mine[name]));
+        el.setAttribute("aria-pressed", !!this.mine[name]);
       } else {
         const cap = type.per_visitor_cap, given = (this.mine[name] || 0) + extra;
         you.textContent = given && cap ? this.t("you", { n: given, cap }) : "";
-        el.setAttribute("aria-disabled", String(!!cap && given >= cap));
+        el.setAttribute("aria-disabled", !!cap && given >= cap);
       }
     }
   }
@@ -357,35 +329,22 @@ class OvationWidget extends HTMLElement {
     if (state.comments != null) this.setCount(state.comments);
     this.paint();
   }
-  async toggle(type) {
-    const name = type.name, was = !!this.mine[name], step = was ? -1 : 1;
-    this.mine[name] = !was;
-    this.totals[name] = Math.max(0, (this.totals[name] || 0) + step);
-    this.paint();
-    try {
-      this.apply(await this.interact(name, was ? "remove" : "add", 1));
-    } catch (e) {
-      this.mine[name] = was;
-      this.totals[name] -= step;
-      this.paint();
-      this.flash(e);
-    }
-  }
-  // A choice or a score: pick `v`, change to it, or take it back by picking it again.
+  // A toggle (v is true), a choice or a score: pick `v`, change to it, or take it back by
+  // picking it again. Shown at once, undone if the server says no.
   async choose(type, v) {
-    const name = type.name, was = this.mine[name], off = was == v, undo = { ...this.totals };
+    const name = type.name, kind = type.kind, t = this.totals, was = this.mine[name], off = was == v, undo = { ...t };
     const shift = (x, d) => {
-      if (x == null) return;
-      const t = this.totals, k = type.kind == "choice" ? name + "." + x : name + ".sum";
-      t[k] = (t[k] || 0) + (type.kind == "choice" ? d : d * x);
-      if (type.kind == "score") t[name + ".count"] = (t[name + ".count"] || 0) + d;
+      if (x == null || x === false) return;
+      const k = kind == "choice" ? name + "." + x : kind == "score" ? name + ".sum" : name;
+      t[k] = (t[k] || 0) + (kind == "score" ? d * x : d);
+      if (kind == "score") t[name + ".count"] = (t[name + ".count"] || 0) + d;
     };
     shift(was, -1);
     if (!off) shift(v, 1);
     this.mine[name] = off ? null : v;
     this.paint();
     try {
-      this.apply(await this.interact(name, off ? "remove" : "add", 1, off ? {} : { [type.kind]: v }));
+      this.apply(await this.interact(name, off ? "remove" : "add", 1, off || kind == "toggle" ? {} : { [kind]: v }));
     } catch (e) {
       this.totals = undo;
       this.mine[name] = was;
@@ -396,12 +355,12 @@ class OvationWidget extends HTMLElement {
   // One clap, shown at once as "+N"; claps of a burst go to the server together.
   clap(type) {
     const name = type.name, cap = type.per_visitor_cap, r = this.rx[name];
-    const given = (this.mine[name] || 0) + (this.queued[name] || 0) + (this.inflight[name] || 0);
+    const given = (this.mine[name] || 0) + r.queued + r.inflight;
     if (cap && given >= cap) {
       this.announce(this.t("capped"));
       return false;
     }
-    this.queued[name] = (this.queued[name] || 0) + 1;
+    r.queued++;
     r.burst = (r.burst || 0) + 1;
     if (r.bubble) r.bubble.remove();
     r.bubble = h("span", { class: "burst", "aria-hidden": "true" }, "+" + r.burst);
@@ -409,24 +368,28 @@ class OvationWidget extends HTMLElement {
     clearTimeout(r.calm);
     r.calm = this.later(() => { r.burst = 0; r.bubble.remove(); }, 1500);
     clearTimeout(r.flush);
-    if (this.queued[name] >= (type.max_amount || 1)) this.sendClaps(type);
+    if (r.queued >= (type.max_amount || 1)) this.sendClaps(type);
     else r.flush = this.later(() => this.sendClaps(type), 400);
     this.paint();
     return true;
   }
   async sendClaps(type) {
-    const name = type.name, amount = this.queued[name];
+    const name = type.name, r = this.rx[name], amount = r.queued, sent = r.sent = (r.sent || 0) + 1;
     if (!amount) return;
-    this.queued[name] = 0;
-    this.inflight[name] = (this.inflight[name] || 0) + amount;
+    r.queued = 0;
+    r.inflight += amount;
     let answer = null;
     try {
       answer = await this.interact(name, "add", amount);
     } catch (e) {
       this.flash(e);
     }
-    this.inflight[name] -= amount;
-    this.apply(answer);
+    r.inflight -= amount;
+    // Bursts overlap on a slow network: an answer older than one shown would undo claps.
+    if (answer && sent > (r.shown || 0)) {
+      r.shown = sent;
+      this.apply(answer);
+    }
     this.paint();
   }
 
@@ -472,7 +435,7 @@ class OvationWidget extends HTMLElement {
     if (place && parent) {
       // After the parent's last descendant: replies follow their parent, depth first.
       let after = parent.li;
-      while (after.nextElementSibling && this.depthOf(after.nextElementSibling) > parent.c.depth) after = after.nextElementSibling;
+      while (after.nextElementSibling && this.byId.get(after.nextElementSibling.dataset.id).c.depth > parent.c.depth) after = after.nextElementSibling;
       after.after(rec.li);
     } else if (place && this.sort == "newest" && !c.parent_id) {
       this.list.prepend(rec.li);
@@ -482,7 +445,6 @@ class OvationWidget extends HTMLElement {
     this.empty.hidden = true;
     return rec;
   }
-  depthOf(li) { return this.byId.get(li.dataset.id).c.depth; }
   fill(rec) {
     const c = rec.c, T = (k, v) => this.t(k, v), gone = c.status == "deleted";
     const own = this.own(c.id), name = c.author_name || T("anon");
@@ -504,33 +466,36 @@ class OvationWidget extends HTMLElement {
       this.paintVotes(rec);
     }
     if (own && !gone) {
-      const remove = h("button", { type: "button", onclick: () => {
-        if (remove.dataset.sure) return this.removeComment(rec, own);
-        remove.dataset.sure = "1";
-        remove.textContent = T("really");
-        this.later(() => { delete remove.dataset.sure; remove.textContent = T("del"); }, 5000);
-      } }, T("del"));
-      acts.append(h("button", { type: "button", onclick: () => this.editForm(rec, own) }, T("edit")), remove);
+      // "Really delete?" is the record's state, so a re-render meanwhile keeps asking.
+      rec.del = h("button", { type: "button", onclick: () => {
+        if (rec.sure) return this.removeComment(rec, own);
+        rec.sure = rec.del.textContent = T("really");
+        this.later(() => { rec.sure = null; rec.del.textContent = T("del"); }, 5000);
+      } }, rec.sure || T("del"));
+      acts.append(h("button", { type: "button", onclick: () => this.editForm(rec, own) }, T("edit")), rec.del);
       const left = own.u - Date.now();
       clearTimeout(rec.closing);
       if (left < 2 ** 31) rec.closing = this.later(() => { if (!rec.editing) this.fill(rec); }, left + 50);
     }
+    // A re-render (a live update) must not take the reader's focus away: back to the same node
+    // if it stays (an open reply form), else to the button in the same place, else the comment.
+    const active = this.shadowRoot.activeElement, buttons = () => [...rec.li.querySelectorAll("button")];
+    const focused = rec.li.contains(active), at = buttons().indexOf(active);
     rec.slot = h("div", {}, rec.reply);
-    const focused = rec.li.contains(this.shadowRoot.activeElement);
     rec.li.replaceChildren(h("article", {},
       h("header", {}, avatar, who, h("time", { datetime: c.created_at }, this.date(c.created_at)),
         c.edited_at && !gone ? h("span", { class: "tag" }, T("edited")) : null,
         (c.mine || own) && !gone ? h("span", { class: "tag" }, "· " + T("mine")) : null,
         c.status == "pending" ? h("span", { class: "tag pend" }, T("pending")) : null),
       body, acts, rec.slot));
-    if (focused) rec.li.focus();
+    if (focused) (rec.li.contains(active) ? active : buttons()[at] || rec.li).focus();
   }
   paintVotes(rec) {
     const c = rec.c;
     if (!rec.up) return;
     [[rec.up, "up", c.votes_up], [rec.down, "down", c.votes_down]].forEach(([b, dir, n]) => {
       b.lastChild.textContent = this.num(n);
-      b.setAttribute("aria-pressed", String(c.my_vote == dir));
+      b.setAttribute("aria-pressed", c.my_vote == dir);
     });
   }
   async vote(rec, dir) {
@@ -585,8 +550,7 @@ class OvationWidget extends HTMLElement {
         say(T(r.status == "pending" ? "held" : "thanks"));
         if (r.html) {
           const rec = this.put({ id: r.id, parent_id: payload.parent_id || null, depth: parent ? parent.c.depth + 1 : 0,
-            author_name: payload.author_name || "", author_website: "", avatar_seed: "", html: r.html, status: r.status,
-            votes_up: 0, votes_down: 0, created_at: r.created_at, edited_at: null, mine: true }, true);
+            author_name: payload.author_name, html: r.html, status: r.status, created_at: r.created_at, mine: true }, true);
           if (r.status == "approved") this.setCount(this.total + 1);
           if (parent) { this.closeReply(parent); this.announce(msg.textContent); rec.li.focus(); }
         }
@@ -649,7 +613,7 @@ class OvationWidget extends HTMLElement {
     try {
       await this.req("DELETE", "/comments/" + rec.c.id, { edit_token: own.t });
       if (rec.c.status == "approved") this.setCount(Math.max(0, this.total - 1));
-      Object.assign(rec.c, { status: "deleted", html: "", author_name: "", author_website: "" });
+      Object.assign(rec.c, GONE);
       const all = ownAll();
       delete all[rec.c.id];
       ownSave(all);
@@ -705,13 +669,12 @@ class OvationWidget extends HTMLElement {
 
   // -- live: a WebSocket with backoff, and polling while it cannot connect
   frame(f) {
-    const count = () => f.count != null && this.setCount(f.count);
     if (f.type == "subscribed") this.apply(f.pages[0]);
     else if (f.type == "totals") this.apply(f);
-    else if (f.type == "comment") { this.incoming(f.comment); count(); }
-    else if (f.type == "comment_edited") { this.edited(f.id, { html: f.html, edited_at: f.edited_at }); count(); }
-    else if (f.type == "comment_deleted") { this.edited(f.id, { status: "deleted", html: "", author_name: "", author_website: "" }); count(); }
-    else if (f.type == "comment_removed") { this.dropped(f.id); count(); }
+    else if (f.type == "comment") this.incoming(f.comment);
+    else if (f.type == "comment_edited") this.edited(f.id, { html: f.html, edited_at: f.edited_at });
+    else if (f.type == "comment_deleted") this.edited(f.id, GONE);
+    else if (f.type == "comment_removed") this.dropped(f.id);
     else if (f.type == "comment_votes") this.votes(f.id, f.up, f.down);
     else if (f.type == "notification" && !this.seen.has(f.idempotency_key)) {
       // A reply to this visitor's comment (the notifier's browser channel): shown here, and
@@ -728,6 +691,7 @@ class OvationWidget extends HTMLElement {
       this.notice.replaceChildren(this.t("newPost") + " ", h("a", { href: f.path }, f.title || f.path));
       this.notice.hidden = false;
     }
+    if (f.count != null) this.setCount(f.count);  // comment frames carry the new count
   }
   connect() {
     if (!this.on) return;
