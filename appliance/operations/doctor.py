@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.operations.health import Health, appliance_health
-from appliance.operations.install import DEFAULT_ENV_FILE, SERVICE_USER, UNIT_DIR
-from appliance.operations.services import TARGET, ServiceState, service_states, systemd_running
+from appliance.operations.install import DEFAULT_ENV_FILE, UNIT_DIR, layout_for
+from appliance.operations.services import (
+    TARGET,
+    ServiceState,
+    read_up_state,
+    service_states,
+    systemd_running,
+)
 from appliance.settings import ENV_FILE_VARIABLE, Settings
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -86,17 +92,14 @@ def check_systemd(settings: Settings, unit_dir: Path) -> list[Finding]:
 
 def check_unit_drift(settings: Settings, unit_dir: Path) -> list[Finding]:
     """Installed units that differ from what `platformctl install` would write now."""
-    from appliance.operations.units import Layout, exec_start, render_units
+    from appliance.operations.units import exec_start, render_units
 
     web = unit_dir / "ovation-web.service"
     if not web.exists():
         return [Finding(FAIL, "units", f"{web} is missing: `sudo platformctl install`")]
     venv = Path(exec_start(web.read_text())[0]).parent.parent
-    layout = Layout(venv=venv, env_file=Path(os.environ.get(ENV_FILE_VARIABLE)
-                                             or DEFAULT_ENV_FILE),
-                    data_dir=settings.data_dir, user=SERVICE_USER,
-                    owns_redis=settings.owns_redis, privileged_port=settings.bind_port < 1024)
-    expected = render_units(layout)
+    env_file = Path(os.environ.get(ENV_FILE_VARIABLE) or DEFAULT_ENV_FILE)
+    expected = render_units(layout_for(settings, venv, env_file))
     drifted = [name for name, text in expected.items()
                if not (unit_dir / name).exists() or (unit_dir / name).read_text() != text]
     if drifted:
@@ -127,6 +130,11 @@ def check_redis_binary(settings: Settings) -> list[Finding]:
 def check_port(settings: Settings, states: list[ServiceState]) -> list[Finding]:
     web = next((service for service in states if service.name == "web"), None)
     if web is not None and web.running:
+        if web.source == "up":
+            # `up --port/--host` are flags, in no setting: only up's state file knows them.
+            state = read_up_state(settings.data_dir) or {}
+            where = state.get("web_url") or "the address `platformctl up` was given"
+            return [Finding(OK, "port", f"web runs under `platformctl up` at {where}")]
         return [Finding(OK, "port", f"web is running and listening on {settings.bind}")]
     family = socket.AF_INET6 if ":" in settings.bind_host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

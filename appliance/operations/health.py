@@ -35,6 +35,9 @@ class Health:
     stream_lengths: dict[str, int] = field(default_factory=dict)
     stream_unacknowledged: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
+    # Notification deliveries (e-mail, webhook, browser) due, retrying or in flight: the
+    # notifier's own queue, which lives beside the streams.
+    deliveries_queued: int | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -64,6 +67,7 @@ def _probe_redis(settings: Settings, health: Health) -> None:
     import redis
 
     from appliance.jobs.flush import pending_counters
+    from appliance.notify import keys as notify_keys
     from appliance.storage import counter_store as keys
     from appliance.workers.stream_consumer import StreamConsumer
 
@@ -83,6 +87,7 @@ def _probe_redis(settings: Settings, health: Health) -> None:
             health.stream_lengths[name] = client.xlen(stream)
             health.dead_letters[name] = client.xlen(StreamConsumer.dead_letter_stream(stream))
             health.stream_unacknowledged[name] = _unacknowledged(client, stream, group)
+        health.deliveries_queued = client.zcard(notify_keys.DUE)
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
         health.redis_ok = health.redis_ok and isinstance(exc, ValueError)
         health.redis_error = str(exc).strip().rstrip(".") or type(exc).__name__

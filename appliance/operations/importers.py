@@ -68,6 +68,9 @@ def detect_format(path: Path) -> str:
         raise InvalidImport(f"{path}: {exc.strerror}") from None
     if head.startswith(b"SQLite format 3\x00"):
         return "isso"
+    if head.startswith(b"\x1f\x8b"):  # Disqus mails its export gzipped
+        raise InvalidImport(f"{path} is gzip-compressed: unpack it first "
+                            f"(gunzip {path.name}).")
     text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
     if text.startswith("{"):
         return "json"
@@ -94,6 +97,7 @@ def parse(path: Path, format_name: str, site: str | None) -> ImportBatch:
         raise
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise InvalidImport(f"{path} is not a valid {format_name} export: {exc}") from None
+    check_duplicates(batch)
     check_threads(batch)
     return batch
 
@@ -101,6 +105,19 @@ def parse(path: Path, format_name: str, site: str | None) -> ImportBatch:
 def derived_id(format_name: str, site: str, source_id: str) -> str:
     """A stable comment id from the source's own, so importing twice changes nothing."""
     return hashlib.sha256(f"{format_name}|{site}|{source_id}".encode()).hexdigest()[:32]
+
+
+def check_duplicates(batch: ImportBatch) -> None:
+    """One comment per id: a file that lists an id twice is malformed (which of the two is
+    meant?), and refusing it here keeps the insert from failing halfway in SQL."""
+    seen: set[tuple[str, str]] = set()
+    for site, comment in batch.comments:
+        # An Ovation export's ids are the database's own, unique across sites.
+        key = ("", comment.id) if comment.id else (site, comment.source_id)
+        if key in seen:
+            raise InvalidImport(f"comment {comment.source_id} appears more than once in the "
+                                "file")
+        seen.add(key)
 
 
 def check_threads(batch: ImportBatch) -> None:
@@ -135,8 +152,14 @@ def parse_time(value: str | float | int | None, what: str) -> dt.datetime:
     """A timestamp in any of the shapes exports use, as naive UTC."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidImport(f"{what}: the date is missing")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidImport(f"{what}: {value!r} is not a date")
     if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(float(value), dt.UTC).replace(tzinfo=None)
+        try:
+            return dt.datetime.fromtimestamp(float(value), dt.UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):  # NaN, or beyond the years 1-9999
+            raise InvalidImport(f"{what}: the timestamp {value!r} is not a usable date") \
+                from None
     text = value.strip()
     if text.startswith("0000-00-00"):
         raise InvalidImport(f"{what}: the date {text!r} is not a date")
@@ -148,7 +171,10 @@ def parse_time(value: str | float | int | None, what: str) -> dt.datetime:
         except ValueError:
             raise InvalidImport(f"{what}: cannot read the date {text!r}") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+            raise InvalidImport(f"{what}: the date {text!r} is out of range") from None
     return parsed
 
 
@@ -187,7 +213,7 @@ def parse_ovation_json(path: Path, _site: str | None) -> ImportBatch:
             batch.pages[page_key] = str(page.get("title", ""))
             counters = page.get("counters") or {}
             if not isinstance(counters, dict) or not all(
-                    isinstance(v, int) and v >= 0 for v in counters.values()):
+                    _is_count(v) for v in counters.values()):
                 raise InvalidImport(f"{where}: counters must be non-negative integers")
             if counters:
                 batch.counters[page_key] = {str(k): int(v) for k, v in counters.items()}
@@ -198,16 +224,18 @@ def parse_ovation_json(path: Path, _site: str | None) -> ImportBatch:
                     raise InvalidImport(f"{comment_where}: unknown status {status!r}")
                 batch.comments.append((name, ImportedComment(
                     source_id=_str(entry, "id", comment_where), id=entry["id"],
-                    path=page_key[1], parent_source_id=entry.get("parent_id") or None,
-                    author_name=str(entry.get("author_name", "")),
-                    author_email=str(entry.get("author_email", "")),
-                    author_website=str(entry.get("author_website", "")),
-                    body_markdown=str(entry.get("body_markdown", "")), status=status,
+                    path=page_key[1],
+                    parent_source_id=_optional_str(entry, "parent_id", comment_where) or None,
+                    author_name=_optional_str(entry, "author_name", comment_where),
+                    author_email=_optional_str(entry, "author_email", comment_where),
+                    author_website=_optional_str(entry, "author_website", comment_where),
+                    body_markdown=_optional_str(entry, "body_markdown", comment_where),
+                    status=status,
                     created_at=parse_time(entry.get("created_at"), comment_where),
                     edited_at=parse_time(entry["edited_at"], comment_where)
                     if entry.get("edited_at") else None,
-                    votes_up=int(entry.get("votes_up", 0)),
-                    votes_down=int(entry.get("votes_down", 0)))))
+                    votes_up=_count(entry, "votes_up", comment_where),
+                    votes_down=_count(entry, "votes_down", comment_where))))
     return batch
 
 
@@ -215,6 +243,28 @@ def _list(container: dict, key: str, where: str) -> list[dict[str, Any]]:
     value = container.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise InvalidImport(f"{where}: {key!r} must be a list of objects")
+    return value
+
+
+def _optional_str(container: dict, key: str, where: str) -> str:
+    """A text field that may be missing or null; anything but text means a damaged file
+    (str() of a list would import "['…']" as someone's name)."""
+    value = container.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidImport(f"{where}: {key!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _count(container: dict, key: str, where: str) -> int:
+    value = container.get(key, 0)
+    if not _is_count(value):
+        raise InvalidImport(f"{where}: {key!r} must be a non-negative integer")
     return value
 
 
@@ -387,10 +437,23 @@ def parse_isso(path: Path, site: str | None) -> ImportBatch:
             raise InvalidImport(f"{where}: unknown mode {mode!r}")
         batch.comments.append((site, ImportedComment(
             source_id=str(comment_id), path=page_path(threads[tid][0], where),
-            parent_source_id=str(parent) if parent else None, author_name=author or "",
-            author_email=email or "", author_website=website or "",
-            body_markdown="" if status == "deleted" else (text or ""), status=status,
+            parent_source_id=str(parent) if parent else None,
+            author_name=_isso_text(author, where, "author"),
+            author_email=_isso_text(email, where, "email"),
+            author_website=_isso_text(website, where, "website"),
+            body_markdown="" if status == "deleted" else _isso_text(text, where, "text"),
+            status=status,
             created_at=parse_time(created, where),
             edited_at=parse_time(modified, where) if modified else None,
             votes_up=int(likes or 0), votes_down=int(dislikes or 0))))
     return batch
+
+
+def _isso_text(value: Any, where: str, column: str) -> str:
+    """SQLite keeps whatever type was stored: a BLOB or number in a text column is damage."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidImport(f"{where}: the {column} column holds {type(value).__name__}, "
+                            "not text")
+    return value

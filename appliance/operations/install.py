@@ -118,13 +118,8 @@ def plan_install(options: InstallOptions) -> Plan:
     env_text = render_env_file(current, values)
     settings = _validate(env_text, values)
     venv = options.venv or Path(sys.prefix)
-    extra = []
-    database_file = _sqlite_file(settings)
-    if database_file is not None and not database_file.is_relative_to(settings.data_dir):
-        extra.append(database_file.parent)
-    layout = Layout(venv=venv, env_file=DEFAULT_ENV_FILE, data_dir=settings.data_dir,
-                    user=SERVICE_USER, owns_redis=settings.owns_redis,
-                    privileged_port=settings.bind_port < 1024, extra_write_paths=tuple(extra))
+    layout = layout_for(settings, venv, DEFAULT_ENV_FILE)
+    extra = layout.extra_write_paths
     plan = Plan(settings=settings, layout=layout)
     system = root is None
     if system and not options.dry_run and not (venv / "bin" / "platformctl").exists():
@@ -180,6 +175,17 @@ def plan_install(options: InstallOptions) -> Plan:
     if options.start:
         plan.add(f"systemctl restart {TARGET}", lambda: host.systemctl("restart", TARGET))
     return plan
+
+
+def layout_for(settings: Settings, venv: Path, env_file: Path) -> Layout:
+    """The units' layout for this configuration (`install` writes it, `doctor` compares)."""
+    extra = []
+    database_file = _sqlite_file(settings)
+    if database_file is not None and not database_file.is_relative_to(settings.data_dir):
+        extra.append(database_file.parent)  # SQLite writes its journal beside the file
+    return Layout(venv=venv, env_file=env_file, data_dir=settings.data_dir, user=SERVICE_USER,
+                  owns_redis=settings.owns_redis, privileged_port=settings.bind_port < 1024,
+                  extra_write_paths=tuple(extra))
 
 
 def plan_uninstall(purge: bool, root: Path | None = None) -> Plan:

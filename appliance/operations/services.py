@@ -63,9 +63,15 @@ def systemd_running() -> bool:
 
 
 def service_states(settings: Settings) -> list[ServiceState]:
-    """Every service's state: from systemd when it runs, else from `platformctl up`."""
+    """Every service's state: from a `platformctl up` running in the data directory, else
+    from systemd when it runs, else all inactive.
+
+    A running `up` comes first because systemd is PID 1 on most laptops too: asked there,
+    systemd would call every (never installed) unit inactive while `up` serves, and `restore`
+    would then replace the database under a running appliance.
+    """
     names = service_names(settings)
-    if systemd_running():
+    if read_up_state(settings.data_dir) is None and systemd_running():
         return _from_systemd(names)
     return _from_up(settings.data_dir, names)
 
@@ -84,9 +90,14 @@ def _from_systemd(names: list[str]) -> list[ServiceState]:
             capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         output = ""
-    blocks = parse_systemctl_show(output)
-    by_unit = {block.get("Id", ""): block for block in blocks}
-    now_us = time.monotonic_ns() // 1000
+    return states_from_show(names, output, time.monotonic_ns() // 1000)
+
+
+def states_from_show(names: list[str], output: str, now_us: int) -> list[ServiceState]:
+    """The services' states from `systemctl show` output; `now_us` is CLOCK_MONOTONIC, the
+    clock of ActiveEnterTimestampMonotonic."""
+    by_unit = {block.get("Id", ""): block for block in parse_systemctl_show(output)}
+    units = [unit_name(name) for name in names]
     states = []
     for name, unit in zip(names, units, strict=True):
         block = by_unit.get(unit, {})
@@ -95,6 +106,8 @@ def _from_systemd(names: list[str]) -> list[ServiceState]:
         entered = _positive_int(block.get("ActiveEnterTimestampMonotonic"))
         uptime = (now_us - entered) / 1e6 if state == ACTIVE and entered else None
         memory = _positive_int(block.get("MemoryCurrent"))
+        if memory is not None and memory >= 2 ** 63:
+            memory = None  # UINT64_MAX: older systemd's "no memory accounting"
         if memory is None and pid is not None:
             memory = process_tree_rss(pid)
         states.append(ServiceState(name, state, pid, uptime, memory,

@@ -20,7 +20,10 @@ def progress_bar(label: str, unit: str) -> Iterator:
         columns.insert(2, DownloadColumn())
     else:
         columns.insert(2, TextColumn("{task.completed:.0f} " + unit))
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    # Off when stderr is not a terminal: a transient bar still leaves an empty line behind,
+    # which cron mails and which scripts read as output.
+    with Progress(*columns, console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from typer.completion import completion_init
 
 
 def register_operations(app: typer.Typer, config_app: typer.Typer) -> None:
@@ -14,6 +15,10 @@ def register_operations(app: typer.Typer, config_app: typer.Typer) -> None:
     from cli.commands.status import status
     from cli.commands.transfer import export, import_comments
 
+    # The app is built with add_completion=False (`platformctl completion SHELL` prints the
+    # script instead of Typer's --install-completion), which also leaves Typer's shell classes
+    # unregistered: without this, every TAB in a shell answers "Shell bash not supported."
+    completion_init()
     for command in (install, uninstall, start, stop, restart, status, logs, doctor, backup,
                     restore, export, completion):
         app.command()(command)

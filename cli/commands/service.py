@@ -81,13 +81,20 @@ def logs(
 
         raise OperationFailed("journalctl is not installed.")
     names = [service.value] if service else service_names(state.settings)
+    argv = journal_command([unit_name(name) for name in names], follow, since, lines)
+    os.execvp(argv[0], argv)  # the journal's own pager-less output, and Ctrl-C, as is
+
+
+def journal_command(units: list[str], follow: bool = False, since: str | None = None,
+                    lines: int | None = None) -> list[str]:
+    """The journalctl command line `logs` hands over to."""
     argv = ["journalctl", "--no-pager", "--output=short-iso"]
-    for name in names:
-        argv += ["-u", unit_name(name)]
+    for unit in units:
+        argv += ["-u", unit]
     if follow:
         argv.append("--follow")
     if since:
         argv += ["--since", since]
     if lines is not None:
         argv += ["--lines", str(lines)]
-    os.execvp(argv[0], argv)  # the journal's own pager-less output, and Ctrl-C, as is
+    return argv

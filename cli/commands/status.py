@@ -78,6 +78,8 @@ def render_status(states: list[ServiceState], health: Health) -> Group:
         for name, length in health.stream_lengths.items():
             unacked = health.stream_unacknowledged.get(name, 0)
             checks.add_row(f"stream {name}", f"{length} kept, {unacked} unacknowledged")
+        checks.add_row("notification deliveries", f"{health.deliveries_queued or 0} queued "
+                       "(due, retrying or in flight)")
         dead = sum(health.dead_letters.values())
         checks.add_row("dead letters", Text(
             str(dead) + (" (" + ", ".join(f"{name}: {count}" for name, count

@@ -86,3 +86,23 @@ def test_restore_asks_first(platformctl, database, tmp_path, answer):
     assert platformctl("backup", "--to", str(target)).exit_code == 0
     result = platformctl("restore", str(target), input=answer)
     assert result.exit_code == 1 and "Aborted" in result.output
+
+
+def test_backup_from_cron_writes_nothing_to_stderr(make_settings, sqlite_url, tmp_path):
+    """The progress bar is for terminals: without one (cron, scripts) stderr stays empty,
+    where a transient bar used to leave an empty line for cron to mail."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.ops.conftest import settings_environment
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OVATION_")}
+    env.update(settings_environment(make_settings(sqlite_url)))
+    for args in (["migrate"], ["backup", "--to", str(tmp_path / "cron.db")]):
+        result = subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert "Backed up the sqlite database" in result.stdout
+    assert result.stderr == ""

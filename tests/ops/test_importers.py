@@ -174,3 +174,135 @@ def test_import_into_unknown_site_fails(platformctl, database):
 def test_foreign_formats_need_a_site(platformctl, database):
     result = platformctl("import", str(SAMPLES / "wordpress.xml"))
     assert result.exit_code == 1 and "needs --site" in result.output
+
+
+# Damaged copies of the realistic samples: one bad spot in an otherwise good file must still
+# import nothing at all, with one line that names the spot.
+def _sample(name: str, old: str, new: str) -> str:
+    text = (SAMPLES / name).read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+DAMAGED_SAMPLES = {
+    "wordpress-truncated": lambda: (SAMPLES / "wordpress.xml").read_text()[:1500],
+    "wordpress-approval": lambda: _sample(
+        "wordpress.xml", "<wp:comment_approved><![CDATA[0]]>",
+        "<wp:comment_approved><![CDATA[maybe]]>"),
+    "wordpress-no-id": lambda: _sample("wordpress.xml", "<wp:comment_id>34</wp:comment_id>",
+                                       "<wp:comment_id></wp:comment_id>"),
+    "wordpress-bad-date": lambda: _sample("wordpress.xml", "2021-04-05 06:00:00",
+                                          "2021-13-45 06:00:00"),
+    "wordpress-not-wxr": lambda: "<?xml version='1.0'?><feed><entry/></feed>",
+    "disqus-date-out-of-range": lambda: _sample("disqus.xml", "2019-03-01T09:00:00Z",
+                                                "0001-01-01T00:00:00+01:00"),
+    "disqus-duplicate-post": lambda: _sample("disqus.xml", '<post dsq:id="5004">',
+                                             '<post dsq:id="5001">'),
+}
+DAMAGED_MESSAGES = {
+    "wordpress-truncated": "not well-formed XML",
+    "wordpress-approval": "comment 32 of item 17: unknown approval state 'maybe'",
+    "wordpress-no-id": "<wp:comment_id> is missing",
+    "wordpress-bad-date": "cannot read the date '2021-13-45 06:00:00'",
+    "wordpress-not-wxr": "cannot tell the format",
+    "disqus-date-out-of-range": "post 5001: the date '0001-01-01T00:00:00+01:00' is out of range",
+    "disqus-duplicate-post": "comment 5001 appears more than once in the file",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_SAMPLES))
+def test_damaged_samples_fail_clearly_and_import_nothing(platformctl, blog, tmp_path, name):
+    path = tmp_path / f"{name}.xml"
+    path.write_text(DAMAGED_SAMPLES[name]())
+    result = platformctl("import", str(path), "--site", "blog")
+    assert result.exit_code == 1, result.output
+    assert DAMAGED_MESSAGES[name] in result.output, result.output
+    assert "Traceback" not in result.output and result.output.count("\n") <= 2
+    assert comment_count(blog) == 0
+
+
+ISSO_DAMAGE = {
+    "unknown mode": ("UPDATE comments SET mode = 9 WHERE id = 4", "comment 4: unknown mode 9"),
+    "missing thread": ("DELETE FROM threads WHERE id = 2", "its thread 2 is not in the database"),
+    "timestamp overflow": ("UPDATE comments SET created = 1e20 WHERE id = 3",
+                           "comment 3: the timestamp 1e+20 is not a usable date"),
+    "missing date": ("UPDATE comments SET created = '' WHERE id = 2", "comment 2: the date is "
+                     "missing"),
+    "blob text": ("UPDATE comments SET text = x'c3a4' WHERE id = 1",
+                  "comment 1: the text column holds bytes, not text"),
+    "old schema": ("ALTER TABLE threads RENAME COLUMN title TO heading", "no such column: title"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(ISSO_DAMAGE))
+def test_damaged_isso_databases_fail_clearly_and_import_nothing(platformctl, blog,
+                                                                isso_database, damage):
+    import sqlite3
+
+    statement, message = ISSO_DAMAGE[damage]
+    with sqlite3.connect(isso_database) as db:
+        db.execute(statement)
+    db.close()
+    result = platformctl("import", str(isso_database), "--site", "blog")
+    assert result.exit_code == 1, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output and result.output.count("\n") <= 2
+    assert comment_count(blog) == 0
+
+
+def test_truncated_isso_database_fails_clearly(platformctl, blog, isso_database, tmp_path):
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(isso_database.read_bytes()[:3000])
+    result = platformctl("import", str(cut), "--site", "blog")
+    assert result.exit_code == 1 and "cannot be read as an Isso database" in result.output
+    assert comment_count(blog) == 0
+
+
+def test_a_gzipped_export_is_named_as_such(platformctl, blog, tmp_path):
+    import gzip
+
+    packed = tmp_path / "disqus.xml.gz"
+    packed.write_bytes(gzip.compress((SAMPLES / "disqus.xml").read_bytes()))
+    result = platformctl("import", str(packed), "--site", "blog")
+    assert result.exit_code == 1 and "is gzip-compressed: unpack it first" in result.output
+    assert comment_count(blog) == 0
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("author_name", {"first": "Ann"}, "'author_name' must be a string, not dict"),
+    ("body_markdown", ["text"], "'body_markdown' must be a string, not list"),
+    ("votes_up", True, "'votes_up' must be a non-negative integer"),
+    ("votes_down", -2, "'votes_down' must be a non-negative integer"),
+    ("created_at", True, "True is not a date"),
+    ("created_at", "9999-12-31T23:59:59-14:00", "is out of range"),
+])
+def test_ovation_json_with_wrong_field_types_imports_nothing(platformctl, blog, tmp_path,
+                                                             field, value, message):
+    entry = {"id": "c1", "status": "approved", "created_at": "2020-01-01T00:00:00Z",
+             "author_name": "Ann", "body_markdown": "fine", field: value}
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"format": "ovation-export", "version": 1, "sites": [
+        {"name": "blog", "pages": [{"path": "/a", "counters": {"like": 2}, "comments": [
+            {"id": "c0", "status": "approved", "created_at": "2020-01-01T00:00:00Z"},
+            entry]}]}]}))
+    result = platformctl("import", str(path))
+    assert result.exit_code == 1, result.output
+    assert message in result.output, result.output
+    assert comment_count(blog) == 0
+
+
+def test_ovation_json_duplicate_ids_and_boolean_counters_are_refused(platformctl, blog,
+                                                                     tmp_path):
+    comment = {"id": "same", "status": "approved", "created_at": "2020-01-01T00:00:00Z"}
+    duplicate = tmp_path / "duplicate.json"
+    duplicate.write_text(json.dumps({"format": "ovation-export", "version": 1, "sites": [
+        {"name": "blog", "pages": [{"path": "/a", "comments": [comment]},
+                                   {"path": "/b", "comments": [comment]}]}]}))
+    result = platformctl("import", str(duplicate))
+    assert result.exit_code == 1 and "comment same appears more than once" in result.output
+    boolean = tmp_path / "boolean.json"
+    boolean.write_text(json.dumps({"format": "ovation-export", "version": 1, "sites": [
+        {"name": "blog", "pages": [{"path": "/a", "counters": {"like": True}}]}]}))
+    result = platformctl("import", str(boolean))
+    assert result.exit_code == 1 and "counters must be non-negative integers" in result.output
+    assert comment_count(blog) == 0
