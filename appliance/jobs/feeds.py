@@ -163,6 +163,19 @@ def _utc(struct: time.struct_time | None) -> dt.datetime | None:
         return None
 
 
+def oldest_first(entries: list) -> list:
+    """Entries in the order to publish them, so announcements follow the posts' dates.
+
+    Most feeds list the newest first, but not all (some generators list oldest first, some
+    by title): the dates decide. An entry without a date is published as of the poll, so it
+    goes last; ties keep the reverse of the feed's order (newest-first feeds stay in order)."""
+    def when(entry: feedparser.FeedParserDict) -> dt.datetime:
+        published = (_utc(dict.get(entry, "published_parsed"))
+                     or _utc(dict.get(entry, "updated_parsed")))
+        return published or dt.datetime.max
+    return sorted(reversed(entries), key=when)
+
+
 def poll_site(client: redis.Redis, site: SiteRecord, *, timeout_s: float = FETCH_TIMEOUT_S,
               max_bytes: int = MAX_FEED_BYTES, max_path_length: int = 1024) -> FeedReport:
     """Poll one site's feed and enqueue its new or changed entries. Never raises FeedError."""
@@ -184,8 +197,7 @@ def poll_site(client: redis.Redis, site: SiteRecord, *, timeout_s: float = FETCH
 
     hosts = {urlsplit(origin).hostname for origin in site.origins}
     seen = publication_store.seen_entries(client, site.name)
-    # Feeds list the newest first; publish the oldest first so announcements keep their order.
-    for entry in reversed(parsed.entries[:MAX_ENTRIES]):
+    for entry in oldest_first(parsed.entries[:MAX_ENTRIES]):
         link = entry.get("link") or ""
         try:
             host = urlsplit(link).hostname

@@ -48,6 +48,10 @@ class PreparedThread:
     approved: int
     authors: frozenset[str]  # visitor hashes of the comments' authors
     encoded: dict[str, str] = field(default_factory=dict)  # id -> JSON without the tail
+    # Pending comments that others' comments reply to (a moderator set one back to pending,
+    # or its author replied to it): shown to everyone else as these placeholders, so the
+    # replies keep their place.
+    stand_ins: dict[str, str] = field(default_factory=dict)  # id -> JSON without the tail
     rendered: OrderedDict[tuple[str, int, int], bytes] = field(default_factory=OrderedDict)
 
     @classmethod
@@ -65,10 +69,22 @@ class PreparedThread:
         for entry in live:
             text = _encode(public_fields(entry))
             encoded[entry["id"]] = text[:-1] + ","  # `mine` and `my_vote` are spliced in last
+        by_id = {entry["id"]: entry for entry in live}
+        stand_ins = {}
+        for entry in live:
+            if entry["status"] == "pending":
+                continue
+            parent = by_id.get(entry["parent_id"] or "")
+            while parent is not None and parent["id"] not in stand_ins:
+                if parent["status"] == "pending":
+                    stand_ins[parent["id"]] = _encode(public_fields(
+                        {**parent, "status": "deleted", "votes_up": 0, "votes_down": 0,
+                         "edited_at": None}))[:-1] + ","
+                parent = by_id.get(parent["parent_id"] or "")
         return cls(build_id, votes_version, live,
                    sum(1 for entry in live if entry["status"] == "approved"),
                    frozenset(entry["visitor_hash"] for entry in live if entry["visitor_hash"]),
-                   encoded)
+                   encoded, stand_ins)
 
     def answer(self, path: str, sort: str, limit: int, offset: int, requester: str = "",
                my_votes: dict[str, str] | None = None) -> bytes:
@@ -92,7 +108,8 @@ class PreparedThread:
 
     def _visible(self, requester: str) -> list[dict[str, Any]]:
         return [entry for entry in self.entries if entry["status"] != "pending"
-                or (requester and entry["visitor_hash"] == requester)]
+                or (requester and entry["visitor_hash"] == requester)
+                or entry["id"] in self.stand_ins]
 
     def _render(self, path: str, sort: str, limit: int, offset: int, requester: str,
                 my_votes: dict[str, str]) -> str:
@@ -113,7 +130,9 @@ class PreparedThread:
             comment_id = entry["id"]
             mine = bool(requester) and entry["visitor_hash"] == requester
             vote = my_votes.get(comment_id)
-            parts.append(self.encoded[comment_id] + (
+            shown = (self.stand_ins[comment_id] if entry["status"] == "pending" and not mine
+                     else self.encoded[comment_id])
+            parts.append(shown + (
                 _NO_VOTE_TAIL if not mine and vote is None
                 else f'"mine":{"true" if mine else "false"},"my_vote":{_encode(vote)}}}'))
             for child in children.get(comment_id, []):

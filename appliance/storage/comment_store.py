@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,12 +83,49 @@ def get_comments(database: pw.Database, comment_ids: list[str]) -> list[StoredCo
 
 def thread(database: pw.Database, site: str, path: str) -> list[StoredComment]:
     """Every comment of a page a reader might see (approved, deleted, and pending for its
-    author), oldest first."""
+    author), oldest first. A rejected or spam comment that such a comment (not a pending one)
+    replies to, directly or further up, comes as a "deleted" placeholder, emptied: without
+    it, the replies under it had no place in the thread although the page's count has them."""
     with database.connection_context():
         query = (_query().where((Site.name == site) & (Page.path == path)
                                 & (Comment.status.in_(("approved", "deleted", "pending"))))
                  .order_by(Comment.created_at, Comment.id))
-        return [_stored(row) for row in query]
+        comments = [_stored(row) for row in query]
+        hidden = _hidden_ancestors(comments, site, path)
+    if hidden:
+        comments = sorted(comments + hidden, key=lambda comment: (comment.created_at, comment.id))
+    return comments
+
+
+def _hidden_ancestors(comments: list[StoredComment], site: str, path: str
+                      ) -> list[StoredComment]:
+    """The rejected and spam ancestors of `comments` not pending, as placeholders; usually
+    none, found without a query."""
+    by_id = {comment.id: comment for comment in comments}
+    walked: set[str] = set()
+    placeholders: list[StoredComment] = []
+    frontier = [comment for comment in comments if comment.status != "pending"]
+    while frontier:
+        missing = set()
+        for comment in frontier:
+            parent_id = comment.parent_id
+            while parent_id and parent_id in by_id and parent_id not in walked:
+                walked.add(parent_id)
+                parent_id = by_id[parent_id].parent_id
+            if parent_id and parent_id not in by_id:
+                missing.add(parent_id)
+        if not missing:
+            break
+        found = [_stored(row) for row in _query().where(
+            Comment.id.in_(sorted(missing)) & (Site.name == site) & (Page.path == path))]
+        frontier = [dataclasses.replace(
+            comment, status="deleted", author_name="", author_email="", author_website="",
+            avatar_seed="", body_markdown="", body_html="", visitor_hash="", ip_hash="",
+            notify_replies=False, votes_up=0, votes_down=0, edited_at=None)
+            for comment in found]
+        by_id.update((comment.id, comment) for comment in frontier)
+        placeholders += frontier
+    return placeholders
 
 
 def approved_counts(database: pw.Database, site: str, paths: list[str]) -> dict[str, int]:
@@ -213,6 +251,12 @@ def update_body(database: pw.Database, comment_id: str, markdown: str, html: str
         return (Comment.update(body_markdown=markdown, body_html=html, edited_at=edited_at)
                 .where((Comment.id == comment_id) & (Comment.status != "deleted"))
                 .execute()) > 0
+
+
+def erase_body(database: pw.Database, comment_id: str) -> None:
+    """Forget a comment's text and leave its status as it is."""
+    with database.connection_context():
+        Comment.update(body_markdown="", body_html="").where(Comment.id == comment_id).execute()
 
 
 def set_status(database: pw.Database, comment_ids: list[str], status: str) -> int:

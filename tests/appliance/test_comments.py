@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 
 import pytest
 
 from appliance import events
 from appliance.errors import Forbidden, InvalidInput, RateLimited, UnknownComment
+from appliance.services import publishing
 from appliance.services.comments import CommentInput, CommentService
 from appliance.services.moderation import moderate
 from appliance.services.sites import add_site
 from appliance.services.sql_runner import SqlRunner
 from appliance.storage import comment_store
-from appliance.storage.models import Comment
+from appliance.storage.models import Comment, Page, ProcessedEvent
 from appliance.storage.redis_client import async_redis, sync_redis
 from appliance.storage.site_store import get_site, update_site
 from appliance.workers.listener import build_listener
@@ -151,6 +153,57 @@ async def test_moderators_reject_and_mark_spam(service, database, listener, redi
         moderate(redis_client, database, [good.id], "burnt")
 
 
+@pytest.mark.parametrize("status", ["spam", "rejected", "pending"])
+async def test_replies_keep_their_place_when_a_moderator_hides_what_they_answer(
+        service, database, listener, redis_client, status):
+    # Found trying it through `platformctl up`: a reply to a comment later marked as spam
+    # vanished from the thread while the page's count still had it.
+    site = get_site(database, "blog")
+    root = await post(service, site, body="root words", author_name="Ann")
+    listener.run_once()
+    middle = await post(service, site, body="middle words", visitor=BOB, author_name="Bob",
+                        parent_id=root.id)
+    listener.run_once()
+    leaf = await post(service, site, body="leaf words", visitor="visitor-cat-0003",
+                      parent_id=middle.id)
+    listener.run_once()
+    moderate(redis_client, database, [root.id, middle.id], status)
+
+    thread = await service.thread(site, "/post")
+    assert [(c["id"], c["status"], c["html"]) for c in thread["comments"]] == [
+        (root.id, "deleted", ""), (middle.id, "deleted", ""),
+        (leaf.id, "approved", "<p>leaf words</p>")]
+    for placeholder in thread["comments"][:2]:
+        assert (placeholder["author_name"], placeholder["author_website"],
+                placeholder["avatar_seed"]) == ("", "", "")
+    assert thread["total"] == 1 == (await service.counts("blog", ["/post"]))["/post"]
+    if status == "pending":  # its author still sees their own comment, as pending
+        own = await service.thread(site, "/post", visitor_id=BOB)
+        shown = {c["id"]: (c["status"], c["html"], c["mine"]) for c in own["comments"]}
+        assert shown[middle.id] == ("pending", "<p>middle words</p>", True)
+        assert shown[root.id] == ("deleted", "", False)
+    with database.connection_context():
+        kept = {c.id: c.status for c in comment_store.get_comments(database, [root.id,
+                                                                              middle.id])}
+    assert kept == {root.id: status, middle.id: status}  # only shown as placeholders
+
+
+@pytest.mark.parametrize("status", ["spam", "rejected"])
+async def test_an_author_deleting_what_a_moderator_hid_leaves_it_hidden(
+        service, database, listener, redis_client, status):
+    # Found trying it through `platformctl up`: the author's delete made a spam comment
+    # "deleted", so it came back into the thread as a placeholder and left the spam list.
+    site = get_site(database, "blog")
+    bad = await post(service, site, body="buy pills", visitor=BOB)
+    listener.run_once()
+    moderate(redis_client, database, [bad.id], status)
+    await service.delete(site, bad.id, bad.edit_token)
+    assert listener.run_once() == 1
+    assert (await service.thread(site, "/post"))["comments"] == []
+    stored = comment_store.get_comment(database, bad.id)
+    assert (stored.status, stored.body_markdown, stored.body_html) == (status, "", "")
+
+
 async def test_the_author_edits_and_deletes_with_the_token(service, database, listener):
     site = get_site(database, "blog")
     parent = await post(service, site, body="first version")
@@ -281,6 +334,72 @@ async def test_listener_killed_after_commit_before_ack_stores_no_duplicate(
         assert Comment.select().where(Comment.id == accepted.id).count() == 1
     assert (await service.thread(site, "/post"))["total"] == 1
     assert not redis_client.xpending(events.SUBMISSION_STREAM, events.LISTENER_GROUP)["pending"]
+
+
+async def test_listener_stopped_while_comments_and_publications_arrive_stores_each_once(
+        service, database, settings, redis_client):
+    site = get_site(database, "blog")
+    running = build_listener(redis_client, database, settings.comment_max_depth)
+    running.block_ms = 50
+    thread = threading.Thread(target=running.run)
+    thread.start()
+    accepted = [await post(service, site, body="before the stop")]
+    published = [publishing.publish(redis_client, database, "blog", "/before", "Before")]
+    while True:  # until the running listener took both (bounded by the test's timeout)
+        with database.connection_context():
+            if Comment.select().count() == 1 and ProcessedEvent.select().count() == 1:
+                break
+        await asyncio.sleep(0.05)
+    running.stop_event.set()
+    thread.join()
+
+    # Stopped: comments and publications arrive, interleaved, on both streams.
+    for n in range(8):
+        accepted.append(await post(service, site, body=f"comment {n}",
+                                   visitor=f"visitor-down-{n:03d}", ip=f"192.0.2.{n + 1}"))
+        published.append(publishing.publish(redis_client, database, "blog", f"/posts/{n}",
+                                            f"Post {n}"))
+
+    restarted = build_listener(redis_client, database, settings.comment_max_depth)
+    while restarted.run_once():
+        pass
+    with database.connection_context():
+        stored = sorted(row.id for row in Comment.select(Comment.id))
+        pages = {page.path: page.title for page in Page.select() if page.title}
+        processed = ProcessedEvent.select().count()
+    assert stored == sorted(a.id for a in accepted)  # each once: the id is the primary key
+    assert pages == {p.path: p.title for p in published} and processed == len(published)
+    kinds = [fields["kind"] for _id, fields in redis_client.xrange(events.NOTIFICATION_STREAM)]
+    assert kinds.count("new_post") == len(published)
+    for stream in (events.SUBMISSION_STREAM, events.PUBLISH_STREAM):
+        assert not redis_client.xpending(stream, events.LISTENER_GROUP)["pending"]
+
+
+async def test_listener_killed_after_a_publication_commit_before_ack_applies_it_once(
+        database, settings, redis_client):
+    add_site(database, "news", [])
+    publication = publishing.publish(redis_client, database, "news", "/launch", "Launch")
+    crashing = build_listener(redis_client, database, settings.comment_max_depth)
+    original = crashing.handlers["publish"]
+
+    def commit_then_die(event_id, body):
+        original(event_id, body)  # SQL committed and announced...
+        raise SystemExit("killed before XACK")  # ...and the process dies before acknowledging
+
+    crashing.handlers["publish"] = commit_then_die
+    with pytest.raises(SystemExit):
+        crashing.run_once()
+    restarted = build_listener(redis_client, database, settings.comment_max_depth)
+    restarted.claim_idle_ms = 0  # the dead consumer's message is claimed at once
+    assert restarted.run_once() == 1
+    with database.connection_context():
+        assert [(p.path, p.title) for p in Page.select()] == [("/launch", "Launch")]
+        assert ProcessedEvent.select().where(
+            ProcessedEvent.event_id == publication.event_id).count() == 1
+    notified = [fields["kind"] for _id, fields in
+                redis_client.xrange(events.NOTIFICATION_STREAM)]
+    assert notified == ["new_post"]  # announced before the crash: not again
+    assert not redis_client.xpending(events.PUBLISH_STREAM, events.LISTENER_GROUP)["pending"]
 
 
 async def test_votes_count_once_per_visitor_flush_to_sql_and_rank_top(

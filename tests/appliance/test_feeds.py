@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import http.server
+import json
 import logging
 import threading
 import time
@@ -176,6 +177,30 @@ def test_an_rss_feed_publishes_its_posts_once(blog, redis_client, feed_server):
     assert again.outcome == "not_modified"
     assert "If-None-Match" in feed_server.requests[-1][1]
     assert stream_length(redis_client) == 2
+
+
+def test_entries_are_published_by_date_whatever_the_feed_order(blog, redis_client,
+                                                               feed_server):
+    # Listed oldest first, with an undated entry in the middle: announced by date, and the
+    # undated one (dated by the poll) last. Found trying it by hand: a feed listed oldest
+    # first was announced newest first.
+    items = "".join(
+        f"<item><title>{title}</title><link>https://blog.example/{slug}/</link>{date}</item>"
+        for title, slug, date in [
+            ("Oldest", "oldest", "<pubDate>Mon, 23 Nov 2026 09:00:00 +0000</pubDate>"),
+            ("Undated", "undated", ""),
+            ("Middle", "middle", "<pubDate>Tue, 24 Nov 2026 09:00:00 +0000</pubDate>"),
+            ("Newest", "newest", "<pubDate>Wed, 25 Nov 2026 09:00:00 +0000</pubDate>"),
+        ])
+    set_feed(blog, "blog", feed_server.serve("/ascending.xml", (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>A blog</title>'
+        f"<link>https://blog.example/</link><description>d</description>{items}"
+        "</channel></rss>")))
+    [report] = poll_feeds(redis_client, blog)
+    assert report.published == 4
+    queued = [json.loads(fields["body"])["title"]
+              for _id, fields in redis_client.xrange(events.PUBLISH_STREAM)]
+    assert queued == ["Oldest", "Middle", "Newest", "Undated"]
 
 
 def test_an_unchanged_feed_without_validators_enqueues_nothing(blog, redis_client,

@@ -74,6 +74,16 @@ def test_approve_reject_spam_delete(env, posted, database):
     assert bad in listed.output and good not in listed.output
 
 
+def test_a_deleted_comment_cannot_be_approved(env, posted, database):
+    # Approving it showed an empty comment and counted it: its text is gone for good.
+    good, _bad = posted
+    assert invoke(env, "comments", "delete", good).exit_code == 0
+    result = invoke(env, "comments", "approve", good)
+    assert result.exit_code == 1 and "cannot be approved" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert comment_store.get_comment(database, good).status == "deleted"
+
+
 def test_ban_bans_visitor_and_network(env, posted, database):
     result = invoke(env, "comments", "ban", posted[1], "--reason", "spam")
     assert result.exit_code == 0, result.output

@@ -108,6 +108,28 @@ async def test_reads_are_limited(guarded):
         assert statuses == [200] * 4 + [429] * 2
 
 
+async def test_comment_edits_and_deletes_are_limited_per_network(guarded, redis_client):
+    # Unlimited before: an author holding an edit token could rewrite their comment, and so
+    # push a live event to every open copy of the page, as fast as they could send requests.
+    app = await guarded()
+    async with app.test_app() as running:
+        client = running.test_client()
+        accepted = await (await client.post(f"{API}/comments", json={
+            "path": "/p", "body": "first", "visitor": "visitor-editor-1"})).get_json()
+        edit = f"{API}/comments/{accepted['id']}"
+        token = accepted["edit_token"]
+        statuses = [(await client.patch(edit, json={"edit_token": token, "body": f"v{n}"}))
+                    .status_code for n in range(5)]
+        assert statuses == [202] * 5
+        await assert_error(await client.patch(edit, json={"edit_token": token, "body": "v5"}),
+                           429, "rate_limited")
+        refused = await client.delete(edit, json={"edit_token": token})
+        await assert_error(refused, 429, "rate_limited")
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    kinds = [fields["kind"] for _id, fields in redis_client.xrange("ov:stream:submissions")]
+    assert kinds == ["comment"] + ["comment_edit"] * 5  # the refused ones queued nothing
+
+
 async def test_a_flood_moves_counters_only_as_far_as_the_rules_allow(
         make_settings, database_url, database, registry):
     """10,000 likes, claps and views from one visitor (the limits of the gateway aside)."""

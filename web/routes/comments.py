@@ -131,10 +131,13 @@ async def read_thread(site: str) -> Response:
 @validate_response(ErrorResponse, 400)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 429)
 @validate_response(ErrorResponse, 503)
 async def edit_comment(site: str, comment_id: str, data: CommentEditRequest):
     """The author edits their comment (with its edit token, within the edit window)."""
     record = await site_for_request(site)
+    # Each edit is pushed to every open copy of the page: limited like interactions.
+    await rate_limit("interactions", record.name)
     html = await runtime().comments.edit(record, comment_id, data.edit_token, data.body)
     return CommentChanged(id=comment_id, status="edited", html=html), 202
 
@@ -146,10 +149,12 @@ async def edit_comment(site: str, comment_id: str, data: CommentEditRequest):
 @validate_response(ErrorResponse, 400)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 429)
 @validate_response(ErrorResponse, 503)
 async def delete_comment(site: str, comment_id: str, data: CommentDeleteRequest):
     """The author deletes their comment; its replies keep their place under "[deleted]"."""
     record = await site_for_request(site)
+    await rate_limit("interactions", record.name)
     await runtime().comments.delete(record, comment_id, data.edit_token)
     return CommentChanged(id=comment_id, status="deleted"), 202
 
@@ -161,6 +166,7 @@ async def delete_comment(site: str, comment_id: str, data: CommentDeleteRequest)
 @validate_response(ErrorResponse, 400)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 429)
 @validate_response(ErrorResponse, 503)
 async def vote(site: str, comment_id: str, data: VoteRequest) -> VoteResponse:
     """Vote a comment up or down (one vote per visitor, changeable; `none` withdraws it).
