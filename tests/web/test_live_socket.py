@@ -8,8 +8,19 @@ import json
 import pytest
 from quart.testing.connections import WebsocketResponseError
 
+from appliance.services.sites import add_site
 from appliance.storage import counter_store as keys
-from tests.web.conftest import API, ORIGIN, OTHER_VISITOR, VISITOR, ZERO, like, totals_of
+from tests.web.conftest import (
+    API,
+    ORIGIN,
+    OTHER_VISITOR,
+    SITE,
+    VISITOR,
+    ZERO,
+    like,
+    totals_of,
+)
+from web.app import create_app
 
 LIVE = f"{API}/live"
 PUSH_TIMEOUT_S = 1.5  # pushes are coalesced over live_coalesce_ms (250 ms by default)
@@ -165,16 +176,29 @@ async def test_totals_are_pushed_live_after_an_interaction(client):
     async with socket(client) as ws:
         await frame(ws)
         await request(ws, {"type": "subscribe", "paths": ["/p"]})
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         response = await like(client)  # over HTTP: the push comes back through Redis pub/sub
         assert response.status_code == 200
-        pushed = await frame(ws, PUSH_TIMEOUT_S)
+        pushed = await frame(ws, PUSH_TIMEOUT_S)  # the leading edge: no coalescing wait
         assert pushed == {"type": "totals", "path": "/p", "totals": {**ZERO, "like": 1}}
-        assert loop.time() - started < 1.0
 
 
-async def test_a_burst_of_interactions_is_coalesced(client):
+COALESCE_MS_FOR_BURSTS = 4000
+
+
+@pytest.fixture
+async def patient_client(settings, database, registry):
+    """A coalescing window far wider than a burst takes, however loaded the machine: the test
+    counts pushes, and must not depend on how fast five requests go through."""
+    add_site(database, SITE, [ORIGIN], title="A blog")
+    quart_app = create_app(settings.model_copy(update={
+        "live_coalesce_ms": COALESCE_MS_FOR_BURSTS}), registry)
+    quart_app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
+    async with quart_app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+async def test_a_burst_of_interactions_is_coalesced(patient_client):
+    client = patient_client
     async with socket(client) as watcher, socket(client) as actor:
         await frame(watcher)
         await frame(actor)
@@ -188,7 +212,7 @@ async def test_a_burst_of_interactions_is_coalesced(client):
         # the coalescing interval, rides on one more push that carries the final totals.
         pushed = [await frame(watcher, PUSH_TIMEOUT_S)]
         while pushed[-1]["totals"]["applause"] < 10:
-            pushed.append(await frame(watcher, PUSH_TIMEOUT_S))
+            pushed.append(await frame(watcher, COALESCE_MS_FOR_BURSTS / 1000 + PUSH_TIMEOUT_S))
         assert pushed[-1] == {"type": "totals", "path": "/p", "totals": {**ZERO, "applause": 10}}
         assert len(pushed) <= 2
         await no_frame_within(watcher, 0.5)  # the burst gave at most two pushes, not five
