@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 
 import peewee as pw
@@ -33,7 +34,9 @@ from web.live_publisher import LivePublisher
 
 log = logging.getLogger("ovation.web")
 WS_GAUGE_PREFIX = PREFIX + "ws:"
-WS_GAUGE_TTL_S = 30
+WS_GAUGE_TTL_S = 30  # a worker killed outright stops counting in /metrics after this
+WS_GAUGE_REFRESH_S = WS_GAUGE_TTL_S / 3  # rewritten this often even when unchanged
+WS_GAUGE_CHECK_S = 1.0  # a socket opened or closed shows in /metrics within about this
 
 
 class WebRuntime:
@@ -104,14 +107,25 @@ class WebRuntime:
                     pass
 
     async def report_connections(self, shutdown: asyncio.Event) -> None:
-        """Keep this worker's WebSocket count in Redis so /metrics is right across workers."""
+        """Keep this worker's WebSocket count in Redis so /metrics is right across workers.
+
+        The local count is looked at every second but written only when it changed or the
+        key needs its TTL renewed: a Redis write per second per worker would be waste, and a
+        write only every TTL/3 left /metrics up to ten seconds behind.
+        """
         key = WS_GAUGE_PREFIX + self.worker_id
+        reported: int | None = None
+        reported_at = 0.0
         while not shutdown.is_set():
+            count = self.broker.connections
+            now = time.monotonic()
+            if count != reported or now - reported_at >= WS_GAUGE_REFRESH_S:
+                try:
+                    await self.redis.set(key, count, ex=WS_GAUGE_TTL_S)
+                    reported, reported_at = count, now
+                except (redis_errors.RedisError, OSError):
+                    reported = None  # written again at the next check Redis answers
             try:
-                await self.redis.set(key, self.broker.connections, ex=WS_GAUGE_TTL_S)
-            except (redis_errors.RedisError, OSError):
-                pass
-            try:
-                await asyncio.wait_for(shutdown.wait(), timeout=WS_GAUGE_TTL_S / 3)
+                await asyncio.wait_for(shutdown.wait(), timeout=WS_GAUGE_CHECK_S)
             except TimeoutError:
                 pass

@@ -49,7 +49,8 @@ class FlushReport:
     counters: int = 0
     interactions: int = 0
     pages: int = 0
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the work, without `waited_s`
+    waited_s: float = 0.0  # the durability wait: idle, so kept out of the duration figures
 
 
 def durability_wait(client: redis.Redis) -> float:
@@ -78,8 +79,12 @@ def flush_once(client: redis.Redis, database: pw.Database,
                 follow_up.batch_id, resumed=True, already_applied=report.already_applied,
                 counters=report.counters + follow_up.counters,
                 interactions=report.interactions + follow_up.interactions,
-                pages=report.pages + follow_up.pages)
-    report = dataclasses.replace(report, duration_s=time.perf_counter() - started)
+                pages=report.pages + follow_up.pages,
+                waited_s=report.waited_s + follow_up.waited_s)
+    # The duration is the work: with the owned Redis the 2 s wait would otherwise be nearly
+    # all of every flush's figure, and hide what SQL costs.
+    elapsed = time.perf_counter() - started
+    report = dataclasses.replace(report, duration_s=max(elapsed - report.waited_s, 0.0))
     if report.batch_id:
         _record_stats(client, report)
     return report
@@ -92,8 +97,11 @@ def _flush_batch(client: redis.Redis, database: pw.Database, scripts: CounterScr
     if not began:
         return FlushReport(None)
     batch_id, mode = began[0], began[1]
+    waited_s = 0.0
     if mode == "new" and durability_wait_s:
+        wait_started = time.perf_counter()
         time.sleep(durability_wait_s)
+        waited_s = time.perf_counter() - wait_started
     step("begun")
 
     raw = client.hgetall(keys.INFLIGHT)
@@ -117,7 +125,7 @@ def _flush_batch(client: redis.Redis, database: pw.Database, scripts: CounterScr
     if result.already_applied:
         log.info("batch %s was committed by an earlier run; dropped it from Redis", batch_id)
     return FlushReport(batch_id, mode == "resumed", result.already_applied, result.counters,
-                       result.interactions, result.pages)
+                       result.interactions, result.pages, waited_s=waited_s)
 
 
 def _record_stats(client: redis.Redis, report: FlushReport) -> None:
@@ -126,6 +134,7 @@ def _record_stats(client: redis.Redis, report: FlushReport) -> None:
     pipe.hincrby(keys.FLUSH_STATS, "rows_total", report.counters)
     pipe.hincrby(keys.FLUSH_STATS, "interactions_total", report.interactions)
     pipe.hincrbyfloat(keys.FLUSH_STATS, "duration_seconds_total", report.duration_s)
+    pipe.hincrbyfloat(keys.FLUSH_STATS, "durability_wait_seconds_total", report.waited_s)
     pipe.hset(keys.FLUSH_STATS, mapping={
         "last_at": time.time(), "last_rows": report.counters,
         "last_duration_s": round(report.duration_s, 6), "last_batch": report.batch_id or "",

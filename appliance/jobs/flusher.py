@@ -13,7 +13,7 @@ import time
 
 import peewee as pw
 import redis
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance.jobs.feeds import FeedPoller
 from appliance.jobs.flush import durability_wait, flush_once, pending_counters, record_failure
@@ -77,9 +77,11 @@ class FlushLoop:
             self.failures = 0
             self.next_attempt = 0.0
             if report.batch_id:
-                log.info("flushed batch %s: %d counters, %d interactions, %.1f ms%s",
+                log.info("flushed batch %s: %d counters, %d interactions, %.1f ms%s%s",
                          report.batch_id, report.counters, report.interactions,
-                         report.duration_s * 1000, " (resumed)" if report.resumed else "")
+                         report.duration_s * 1000,
+                         f" (after {report.waited_s:.1f} s for Redis' append-only file)"
+                         if report.waited_s else "", " (resumed)" if report.resumed else "")
 
     def final_flush(self) -> None:
         """On shutdown: flush what is pending so a stop loses nothing (best effort)."""
@@ -100,12 +102,15 @@ def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
     """Run until SIGTERM/SIGINT (warm: finish the running flush, flush once more, exit).
 
     A second signal exits at once; nothing is lost either way, as the batch stays in Redis.
+    The signal handler only raises a flag that the main thread watches: a signal can arrive
+    before the scheduler runs (during the first flush), and stopping a scheduler that is not
+    running raises, which once left the flusher running, deaf to SIGTERM.
     With `feed_poll_interval_s`, the sites' feeds are polled too (the first poll shortly after
     start-up), in the scheduler's thread pool, so a slow feed never delays a flush. With
     `salt_policy`, expired salts of the IP hashes are deleted at start and every hour.
     """
     loop = FlushLoop(client, database, interval_s, retry_max_s)
-    scheduler = BlockingScheduler()
+    scheduler = BackgroundScheduler()
     scheduler.add_job(loop.tick, "interval", seconds=interval_s, id="flush",
                       max_instances=1, coalesce=True)
     feeds = None
@@ -119,23 +124,29 @@ def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
         scheduler.add_job(salt_housekeeping, "interval", args=(database, salt_policy),
                           seconds=SALT_HOUSEKEEPING_S, id="salts", max_instances=1,
                           coalesce=True, next_run_time=dt.datetime.now(dt.UTC))
-    stopping = {"count": 0}
+    stop_requested = threading.Event()
+    signals = {"count": 0}
 
     def stop(signum, _frame) -> None:
-        stopping["count"] += 1
-        if stopping["count"] > 1:
+        signals["count"] += 1
+        if signals["count"] > 1:
             log.warning("second signal: exiting now")
             os._exit(1)
         log.info("signal %d: stopping after the running flush", signum)
         if feeds is not None:
             feeds.stop_event.set()  # a running poll stops after its current feed
-        scheduler.shutdown(wait=False)
+        stop_requested.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("flusher started: every %.1f s%s", interval_s,
              f"; feeds every {feed_poll_interval_s:g} s" if feeds is not None else "")
     loop.tick()  # a crashed predecessor's batch is finished before the first interval
-    scheduler.start()
+    if not stop_requested.is_set():
+        scheduler.start()
+        while not stop_requested.wait(1.0):
+            pass
+        # A flush still running holds the loop's lock, so the final flush waits for it.
+        scheduler.shutdown(wait=False)
     loop.final_flush()
     log.info("flusher stopped")

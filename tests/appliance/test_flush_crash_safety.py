@@ -124,6 +124,27 @@ async def test_flusher_process_sigterm_flushes_before_exit(service, settings, da
     assert sql_totals(database) == {key: value for key, value in expected.items() if value}
 
 
+async def test_a_flusher_stopped_during_its_first_flush_stops_and_loses_nothing(
+        service, settings, database):
+    """SIGTERM before the scheduler runs: with counts pending, the first flush waits 2 s for
+    the append-only file, and the signal lands in that wait. The flusher used to take it for
+    a failed flush and then run on, deaf to the signal, until killed."""
+    from tests.conftest import start_process, stop_process
+
+    site = get_site(database, "blog")
+    expected = await record_some(service, site, 1)
+    log = settings.data_dir / "flusher.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = start_process(settings, "serve", "flusher", log=log)
+    deadline = time.monotonic() + 60  # a loaded machine may take a while to start Python
+    while "flusher started" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert stop_process(process, timeout_s=60) == 0, log.read_text()
+    assert "flush failed" not in log.read_text()
+    assert sql_totals(database) == {key: value for key, value in expected.items() if value}
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_database_outage_keeps_accepting_and_flushes_exactly_after(
         service, settings, database, postgres_server):
