@@ -54,8 +54,13 @@ def data_dir_option() -> Any:
                         show_default=False, file_okay=False, resolve_path=True)
 
 
-def fail(message: str, exit_code: int = 1) -> None:
+def print_error(message: str) -> None:
+    """One line on stderr: `error: message` (soft_wrap keeps a long message on one line)."""
     err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+
+
+def fail(message: str, exit_code: int = 1) -> None:
+    print_error(message)
     raise typer.Exit(exit_code)
 
 

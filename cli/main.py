@@ -21,9 +21,11 @@ from cli.commands.tokens import token_app
 from cli.commands.up import up
 from cli.commands.webhooks import webhook_app
 from cli.context import console, data_dir_option, with_data_dir
+from cli.usage_errors import OneLineErrorsGroup
 
 app = typer.Typer(
     name="platformctl",
+    cls=OneLineErrorsGroup,  # usage errors as one line, for every command
     help="Ovation: views, likes, applause and comments for any web page, live.",
     no_args_is_help=True,
     add_completion=False,

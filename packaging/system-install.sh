@@ -8,6 +8,10 @@
 #   config   /etc/ovation/ovation.env (0640 root:ovation: secret key, database password)
 #   data     /var/lib/ovation (0750 ovation:ovation)
 #   units    ovation-*.service and ovation.target, written by `platformctl install`
+#
+# Where systemd is not PID 1 (a container, WSL without systemd) the same steps run, but
+# `platformctl install --no-units` writes no units and starts nothing: the last line says how to
+# run Ovation in the foreground with `platformctl up`. A dry run plans for the host it runs on.
 
 SYSTEM_USER=ovation
 PREFIX=/opt/ovation
@@ -15,6 +19,8 @@ SYSTEM_VENV=$PREFIX/venv
 ENV_FILE=/etc/ovation/ovation.env
 DATA_DIR=/var/lib/ovation
 WRAPPER=/usr/local/bin/platformctl
+SYSTEMD=0
+if [ -d /run/systemd/system ]; then SYSTEMD=1; fi  # sd_booted(): systemd is PID 1
 
 if [ "$(id -u)" != 0 ] && [ "$DRY_RUN" = 0 ]; then
   echo "install.sh --system must run as root (sudo ./install.sh --system)." >&2
@@ -52,11 +58,8 @@ if [ ! -f "$SYSTEM_STAMP" ]; then
   run sh -c "rm -f '$SYSTEM_VENV'/.ovation-source-* && touch '$SYSTEM_STAMP'"
 fi
 
-WRAPPER_TEXT="#!/bin/sh
-# Installed by Ovation's install.sh: platformctl with the system configuration.
-: \"\${OVATION_ENV_FILE:=$ENV_FILE}\"
-export OVATION_ENV_FILE
-exec $SYSTEM_VENV/bin/platformctl \"\$@\""
+. packaging/platformctl-wrapper.sh
+WRAPPER_TEXT=$(platformctl_wrapper "$ENV_FILE" "$SYSTEM_VENV")
 if [ ! -f "$WRAPPER" ] || [ "$(cat "$WRAPPER")" != "$WRAPPER_TEXT" ]; then
   say "writing $WRAPPER"
   if [ "$DRY_RUN" = 1 ]; then echo "would write $WRAPPER"; else
@@ -75,8 +78,13 @@ if [ "$POSTGRES" = 1 ]; then
     DB_PASSWORD=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(24))')
     DATABASE_URL="postgresql://$SYSTEM_USER:$DB_PASSWORD@127.0.0.1:5432/ovation"
   fi
-  if [ -d /run/systemd/system ]; then run systemctl enable --now --quiet postgresql; fi
   psql_as_postgres() { runuser -u postgres -- psql -X -q -tA "$@"; }
+  if [ "$SYSTEMD" = 1 ]; then
+    run systemctl enable --now --quiet postgresql
+  elif ! psql_as_postgres -c 'SELECT 1' >/dev/null 2>&1; then
+    # No systemd to start it (and none to start it at boot): Debian's init script does.
+    run service postgresql start
+  fi
   if [ "$DRY_RUN" = 1 ] && ! command -v psql >/dev/null; then
     echo "would create the PostgreSQL role $SYSTEM_USER and database ovation"
   else
@@ -99,12 +107,14 @@ if [ "$POSTGRES" = 1 ]; then
   export PLATFORMCTL_DATABASE_URL="$DATABASE_URL"
 fi
 
-if [ ! -d /run/systemd/system ] && [ "$DRY_RUN" = 0 ]; then
-  say "systemd is not running on this host: Ovation is installed in $SYSTEM_VENV, but no units"
-  echo "Run it in the foreground instead: $WRAPPER up"
-  exit 0
+# Without systemd: the env file (secret key, database password), the data directory and the
+# migrations all the same, so `platformctl up` finds everything; just no units.
+if [ "$SYSTEMD" = 0 ]; then
+  INSTALL_ARGS=(--no-units "${INSTALL_ARGS[@]}")
+  say "platformctl install --no-units (systemd is not running on this host)"
+else
+  say "platformctl install"
 fi
-say "platformctl install"
 PLATFORMCTL="$SYSTEM_VENV/bin/platformctl"
 [ -x "$PLATFORMCTL" ] || PLATFORMCTL="$VENV/bin/platformctl"  # a dry run before the venv exists
 if [ "$DRY_RUN" = 1 ]; then
@@ -116,5 +126,9 @@ if [ "$DRY_RUN" = 1 ]; then
 else
   env OVATION_ENV_FILE="$ENV_FILE" "$PLATFORMCTL" install --venv "$SYSTEM_VENV" \
     "${INSTALL_ARGS[@]}"
-  say "done: platformctl status"
+fi
+if [ "$SYSTEMD" = 1 ]; then
+  if [ "$DRY_RUN" = 0 ]; then say "done: platformctl status"; fi
+else
+  say "systemd is not running on this host, so Ovation gets no units and nothing starts it at boot: run it in the foreground as $SYSTEM_USER: runuser -u $SYSTEM_USER -- $WRAPPER up"
 fi

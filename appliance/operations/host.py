@@ -13,9 +13,9 @@ NOT_SYSTEMD = ("systemd is not running on this host (it is not PID 1), so there 
                "units to drive here: run everything in the foreground with `platformctl up`.")
 
 
-def require_systemd() -> None:
+def require_systemd(message: str = NOT_SYSTEMD) -> None:
     if not systemd_running() or not shutil.which("systemctl"):
-        raise SystemdUnavailable(NOT_SYSTEMD)
+        raise SystemdUnavailable(message)
 
 
 def require_root(what: str) -> None:

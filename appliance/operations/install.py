@@ -1,5 +1,7 @@
 """`platformctl install` and `uninstall` as a plan of steps, so `--dry-run` prints the very
-steps a real run performs and `--root DIR` performs only the file steps under DIR.
+steps a real run performs and `--root DIR` performs only the file steps under DIR. With
+`--no-units` (hosts without systemd) the plan stops after the env file, the data directory and
+the migrations: no units, no systemctl.
 
 A system install keeps its configuration in /etc/ovation/ovation.env (mode 0640, root:ovation:
 it holds the secret key and database passwords), its data in /var/lib/ovation (ovation:ovation,
@@ -51,6 +53,9 @@ class InstallOptions:
     venv: Path | None = None  # default: the environment running platformctl
     root: Path | None = None  # write files under this directory only; no systemctl, no chown
     start: bool = True
+    # False where systemd does not run: configuration, data directory and migrations only,
+    # for `platformctl up` to run as the service user with the same env file.
+    units: bool = True
     dry_run: bool = False  # plan only: a missing venv is reported, not refused
 
 
@@ -143,6 +148,10 @@ def plan_install(options: InstallOptions) -> Plan:
         # redis-server needs its directory to exist; only its user may reach the socket.
         plan.add(f"create {redis_dir} ({SERVICE_USER}:{SERVICE_USER}, 0700)",
                  lambda: _make_dir(redis_dir, SERVICE_USER, SERVICE_USER, 0o700, system))
+    if not options.units:
+        if system:
+            _add_migration(plan, venv)
+        return plan
     unit_dir = under(root, UNIT_DIR)
     units = render_units(layout)
     changed_units = False
@@ -164,17 +173,23 @@ def plan_install(options: InstallOptions) -> Plan:
         return plan
     if changed_units:
         plan.add("systemctl daemon-reload", lambda: host.systemctl("daemon-reload"))
-    migrate = [str(venv / "bin" / "platformctl"), "migrate"]
-    plan.add(f"run `{' '.join(migrate)}` as {SERVICE_USER}",
-             lambda: host.run_command(["runuser", "-u", SERVICE_USER, "--", *migrate],
-                                      env={**_clean_environ(),
-                                           ENV_FILE_VARIABLE: str(DEFAULT_ENV_FILE)}))
+    _add_migration(plan, venv)
     names = [TARGET, *(unit_name(service) for service in layout.services)]
     plan.add(f"systemctl enable {' '.join(names)}",
              lambda: host.systemctl("enable", "--quiet", *names))
     if options.start:
         plan.add(f"systemctl restart {TARGET}", lambda: host.systemctl("restart", TARGET))
     return plan
+
+
+def _add_migration(plan: Plan, venv: Path) -> None:
+    """Migrate as the service user, with the env file the services read (always planned: it
+    is a no-op when the schema is current, and cheaper to run than to predict)."""
+    migrate = [str(venv / "bin" / "platformctl"), "migrate"]
+    plan.add(f"run `{' '.join(migrate)}` as {SERVICE_USER}",
+             lambda: host.run_command(["runuser", "-u", SERVICE_USER, "--", *migrate],
+                                      env={**_clean_environ(),
+                                           ENV_FILE_VARIABLE: str(DEFAULT_ENV_FILE)}))
 
 
 def layout_for(settings: Settings, venv: Path, env_file: Path) -> Layout:

@@ -8,6 +8,11 @@ import typer
 
 from cli.context import cli_errors, console, state
 
+NO_SYSTEMD_FOR_INSTALL = (
+    "systemd is not running on this host (it is not PID 1), so there are no units to install: "
+    "`platformctl install --no-units` writes the configuration and data directory and migrates; "
+    "then run everything in the foreground with `platformctl up`.")
+
 
 def _run_plan(plan, dry_run: bool) -> None:
     if not plan.steps:
@@ -46,6 +51,9 @@ def install(
                               show_default=False, file_okay=False, resolve_path=True),
     no_start: bool = typer.Option(False, "--no-start", help="Enable the units but do not "
                                   "(re)start them."),
+    no_units: bool = typer.Option(False, "--no-units", help="For a host without systemd: "
+                                  "write the env file and data directory and migrate, but "
+                                  "install no units and start nothing (run `platformctl up`)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing."),
 ) -> None:
     """Install Ovation as systemd services: env file, data directory, units, migrations, start.
@@ -53,21 +61,37 @@ def install(
     Writes /etc/ovation/ovation.env (0640 root:ovation), /var/lib/ovation and the units
     ovation-{redis,flusher,listener,notifier,web}.service plus ovation.target, then migrates the
     database and enables and starts the target. Options not given keep what the env file says.
-    Running it again changes only what differs.
+    Running it again changes only what differs. Where systemd does not run, --no-units does all
+    but the units, for `platformctl up` as the service user.
     """
     from appliance.operations.host import require_root, require_systemd
-    from appliance.operations.install import InstallOptions, plan_install
+    from appliance.operations.install import (
+        DEFAULT_ENV_FILE,
+        SERVICE_USER,
+        InstallOptions,
+        plan_install,
+    )
 
+    if root is None and not no_units:
+        # Checked on a dry run too: it shows what the real run would do on this host.
+        require_systemd(NO_SYSTEMD_FOR_INSTALL)
     if root is None and not dry_run:
-        require_systemd()
         require_root("platformctl install")
     data_dir = state.overrides.get("data_dir")
     plan = plan_install(InstallOptions(workers=workers, bind=bind, database_url=database,
                                        redis_url=redis, data_dir=data_dir, venv=venv, root=root,
-                                       start=not no_start, dry_run=dry_run))
+                                       start=not no_start, units=not no_units,
+                                       dry_run=dry_run))
     _run_plan(plan, dry_run)
-    if not dry_run and plan.steps:
-        where = f" under {root}" if root else ""
+    if dry_run or not plan.steps:
+        return
+    where = f" under {root}" if root else ""
+    if no_units:
+        console.print(f"Ovation is configured{where}, without systemd units. Run it in the "
+                      f"foreground as {SERVICE_USER}: runuser -u {SERVICE_USER} -- env "
+                      f"OVATION_ENV_FILE={DEFAULT_ENV_FILE} {plan.layout.platformctl} up",
+                      highlight=False, markup=False, soft_wrap=True)
+    else:
         console.print(f"Ovation is installed{where}. `platformctl status` shows how it runs.")
 
 

@@ -16,8 +16,12 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_system_dry_run_prints_the_plan_and_changes_nothing():
+SYSTEMD_RUNNING = Path("/run/systemd/system").is_dir()  # what install.sh checks
+
+
+def test_system_dry_run_prints_the_plan_for_this_host_and_changes_nothing():
     before = {path: path.exists() for path in (Path("/opt/ovation"), Path("/etc/ovation"),
+                                               Path("/var/lib/ovation"),
                                                Path("/usr/local/bin/platformctl"))}
     result = dry_run("--workers", "2")
     assert result.returncode == 0, result.stderr
@@ -26,9 +30,19 @@ def test_system_dry_run_prints_the_plan_and_changes_nothing():
         assert "would run: useradd --system" in out
     for expected in ("/opt/ovation/venv", "would write /usr/local/bin/platformctl",
                      "would write /etc/ovation/ovation.env (root:ovation, 0640",
-                     "would write /etc/systemd/system/ovation-web.service",
-                     "would systemctl restart ovation.target"):
+                     "would run `/opt/ovation/venv/bin/platformctl migrate` as ovation"):
         assert expected in out, expected
+    if SYSTEMD_RUNNING:
+        for expected in ("would write /etc/systemd/system/ovation-web.service",
+                         "would systemctl restart ovation.target"):
+            assert expected in out, expected
+    else:
+        # What the real run does here: everything but the units, then how to run Ovation.
+        assert "platformctl install --no-units" in out
+        assert "ovation-web.service" not in out and "systemctl" not in out
+        last = out.strip().splitlines()[-1]
+        assert "systemd is not running on this host" in last
+        assert "runuser -u ovation -- /usr/local/bin/platformctl up" in last
     assert {path: path.exists() for path in before} == before
 
 
