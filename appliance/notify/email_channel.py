@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+import threading
 from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -58,6 +59,8 @@ class EmailChannel:
         self.sender = settings.smtp_from or f"Ovation <ovation@{host}>"
         self.envelope_from = parseaddr(self.sender)[1] or f"ovation@{host}"
         self.message_domain = self.envelope_from.rpartition("@")[2] or host
+        self._tls: ssl.SSLContext | None = None
+        self._tls_lock = threading.Lock()
 
     # -- building ------------------------------------------------------------------------------
 
@@ -143,9 +146,18 @@ class EmailChannel:
                                  f"{self.settings.smtp_port}: {type(exc).__name__}: {exc}") \
                 from None
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """One TLS context for every connection. Made for each e-mail, it cost more than the
+        rest of the sending: loading the system's CA certificates takes tens of milliseconds
+        of CPU, holding the GIL, so the notifier's delivery threads queued behind it."""
+        with self._tls_lock:
+            if self._tls is None:  # made when first needed: a bad CA file fails a delivery
+                self._tls = ssl.create_default_context(cafile=self.settings.smtp_ca_file or None)
+            return self._tls
+
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
-        context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+        context = self._tls_context() if settings.smtp_security != "none" else None
         timeout = settings.notify_timeout_s
         if settings.smtp_security == "tls":
             return smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=timeout,

@@ -442,18 +442,27 @@ class DeliveryQueue:
         """Forget finished deliveries created more than `older_than_s` ago (and, with `dead`,
         the dead letters). Waiting and held deliveries are kept."""
         cutoff = self.clock() - older_than_s
-        removable = FINISHED + ("digested",) + (("dead",) if dead else ())
+        removable = FINISHED + (("dead",) if dead else ())
         removed = 0
         ids = self.client.zrangebyscore(keys.ALL, "-inf", cutoff)
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             pipe = self.client.pipeline(transaction=False)
             for delivery_id in chunk:
-                pipe.hget(keys.delivery(delivery_id), "status")
-            statuses = pipe.execute()
+                pipe.hmget(keys.delivery(delivery_id), "status", "digest")
+            records = pipe.execute()
+            pipe = self.client.pipeline(transaction=False)
+            for _status, digest in records:
+                pipe.hget(keys.delivery(digest or "-"), "status")
+            digest_statuses = pipe.execute()
             pipe = self.client.pipeline(transaction=True)
-            for delivery_id, status in zip(chunk, statuses, strict=True):
-                if status is None or status in removable:
+            for delivery_id, (status, _), digest_status in zip(chunk, records, digest_statuses,
+                                                               strict=True):
+                # A notification collected into a digest goes with its digest: the digest's
+                # e-mail is made from these records (purged while it waited, they left it
+                # without their comments).
+                subject = digest_status if status == "digested" else status
+                if subject is None or subject in removable:
                     pipe.delete(keys.delivery(delivery_id), keys.items(delivery_id))
                     pipe.zrem(keys.ALL, delivery_id)
                     pipe.zrem(keys.DUE, delivery_id)

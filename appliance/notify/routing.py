@@ -51,6 +51,12 @@ class Router:
         return handle
 
     def route(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        # One connection for the event's few reads (site, comment, page, webhooks), not one
+        # each: on PostgreSQL each was a new connection, on SQLite a new file handle.
+        with self.database.connection_context():
+            self._route(kind, key, body)
+
+    def _route(self, kind: str, key: str, body: dict[str, Any]) -> None:
         site = get_site(self.database, body["site"])
         if site is None:
             raise ValueError(f"unknown site {body['site']!r}")

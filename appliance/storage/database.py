@@ -28,7 +28,7 @@ PG_POOL_STALE_S = 300
 PG_POOL_WAIT_S = 10
 
 
-def open_database(url: str, pooled: bool = False) -> pw.Database:
+def open_database(url: str, pooled: bool = False, pool_size: int = PG_POOL_SIZE) -> pw.Database:
     """Build (not connect) the peewee database for `url` and bind the models to it."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
@@ -40,7 +40,7 @@ def open_database(url: str, pooled: bool = False) -> pw.Database:
         database: pw.Database = pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS,
                                                   check_same_thread=False)
     elif parts.scheme in ("postgresql", "postgres"):
-        pool = ({"max_connections": PG_POOL_SIZE, "stale_timeout": PG_POOL_STALE_S,
+        pool = ({"max_connections": pool_size, "stale_timeout": PG_POOL_STALE_S,
                  "timeout": PG_POOL_WAIT_S} if pooled else {})
         database = (PooledPostgresqlDatabase if pooled else pw.PostgresqlDatabase)(
             unquote(parts.path.lstrip("/")) or "postgres", **pool,

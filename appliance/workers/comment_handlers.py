@@ -153,11 +153,17 @@ def handle_edit(client: redis.Redis, database: pw.Database, body: dict[str, Any]
     comment = comment_store.get_comment(database, body["id"])
     if comment is None:
         raise NotStoredYet(body["id"])
+    if comment.erased:
+        # Deleted (or hidden, then deleted by its author) after the web accepted the edit:
+        # applied, it would bring back text its author or a moderator removed.
+        log.info("edit of deleted comment %s ignored", comment.id)
+        return
     edited_at = dt.datetime.fromisoformat(body["edited_at"])
     if comment.edited_at is not None and comment.edited_at >= edited_at:
         return  # a redelivery, or an older edit arriving late
-    comment_store.update_body(database, comment.id, body["body_markdown"], body_html(body),
-                              edited_at)
+    if not comment_store.update_body(database, comment.id, body["body_markdown"],
+                                     body_html(body), edited_at):
+        return  # deleted meanwhile (update_body checks again, in the same statement)
     updated = comment_store.get_comment(database, comment.id)
     count = refresh_page(client, database, comment.site, comment.path)
     if updated.status == "approved":
@@ -175,6 +181,8 @@ def handle_delete(client: redis.Redis, database: pw.Database, body: dict[str, An
         # came back into the thread as a placeholder and left the moderators' spam list.
         comment_store.erase_body(database, comment.id)
         return
+    # A pending one becomes `deleted_while_hidden`: out of the thread, as readers never saw
+    # it (a placeholder only above replies they see). Its author's other open pages are told.
     comment_store.set_status(database, [comment.id], "deleted")
     count = refresh_page(client, database, comment.site, comment.path)
     announce(client, "comment_deleted", comment, count)

@@ -4,6 +4,10 @@ One loop does both jobs: it consumes the notification stream (consumer group `no
 an event is acknowledged once its deliveries are safely in the Redis queue) and delivers what
 the queue says is due, several at a time, over e-mail, webhooks and the browser. Several
 notifiers may run: the consumer group shares the events, and leases share the deliveries.
+
+The deliveries run in threads while the loop's own thread routes new events, and a thread
+that is done takes the next due delivery at once: both jobs mostly wait (for SMTP, HTTP,
+Redis, SQL), so neither waits for the other, and one slow receiver holds up one thread only.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 import peewee as pw
@@ -27,11 +31,14 @@ from appliance.notify.queue import Delivery, DeliveryQueue, QueuePolicy
 from appliance.notify.routing import Router
 from appliance.notify.webhook_channel import WebhookChannel
 from appliance.settings import Settings
-from appliance.workers.stream_consumer import StreamConsumer
+from appliance.workers.stream_consumer import SERVICE_OUTAGES, Outage, StreamConsumer
 
 log = logging.getLogger("ovation.notifier")
 IDLE_WAIT_MS = 200  # how long the loop waits for new events when nothing is due
+# A pass attempts at most this many deliveries per thread before it reads events again.
+DELIVERY_ROUNDS_PER_PASS = 4
 HOUSEKEEPING_S = 3600  # how often the loop forgets deliveries finished long ago
+OUTAGES = SERVICE_OUTAGES  # an event waits for the database, however long it is down
 
 
 class Channel(Protocol):
@@ -48,7 +55,8 @@ class Notifier:
         email_enabled = bool(settings.smtp_host)
         self.router = Router(database, self.queue, email_enabled)
         self.consumer = StreamConsumer(client, events.NOTIFICATION_STREAM,
-                                       events.NOTIFIER_GROUP, self.router.handlers())
+                                       events.NOTIFIER_GROUP, self.router.handlers(),
+                                       outage_errors=OUTAGES)
         self.stop_event = self.consumer.stop_event
         self.channels = channels if channels is not None else self._default_channels()
         self.pool = ThreadPoolExecutor(settings.notify_concurrency,
@@ -72,17 +80,44 @@ class Notifier:
     # -- one pass --------------------------------------------------------------------------
 
     def run_once(self, block_ms: int | None = None) -> int:
-        """Deliver what is due, then take in new events (waiting up to `block_ms` for them
-        when nothing was due). Returns deliveries attempted plus events consumed."""
-        attempted = self.deliver_due()
-        consumed = self.consumer.run_once(block_ms=None if attempted else block_ms)
+        """One pass: start the deliveries that are due, take in new events while they go out
+        (waiting up to `block_ms` for events when nothing was due), then keep every thread
+        busy while deliveries are due, up to a pass's share, and wait for the last ones.
+        Returns deliveries attempted plus events consumed."""
+        in_flight = self._start(self.settings.notify_concurrency)
+        try:
+            consumed = self.consumer.run_once(block_ms=None if in_flight else block_ms)
+        finally:
+            attempted = self._finish(in_flight, self.settings.notify_concurrency
+                                     * DELIVERY_ROUNDS_PER_PASS)
         return attempted + consumed
 
     def deliver_due(self) -> int:
-        due = self.queue.claim(self.settings.notify_concurrency)
-        if due:
-            list(self.pool.map(self.deliver, due))
-        return len(due)
+        """Attempt the deliveries due now, one per thread at most; returns how many."""
+        return self._finish(self._start(self.settings.notify_concurrency), 0)
+
+    def _start(self, slots: int) -> set[Future]:
+        """Claim up to `slots` due deliveries (each leased from now) and start them."""
+        if slots <= 0:
+            return set()
+        return {self.pool.submit(self.deliver, delivery)
+                for delivery in self.queue.claim(slots)}
+
+    def _finish(self, in_flight: set[Future], budget: int) -> int:
+        """Wait for `in_flight`, giving each freed thread the next due delivery while fewer
+        than `budget` were attempted in all. Returns the number attempted; raises the first
+        error (Redis down) once every thread is done."""
+        attempted, errors = len(in_flight), []
+        while in_flight:
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            errors += [future.exception() for future in done if future.exception()]
+            if not errors and attempted < budget:
+                more = self._start(min(len(done), budget - attempted))
+                attempted += len(more)
+                in_flight |= more
+        if errors:
+            raise errors[0]
+        return attempted
 
     def deliver(self, delivery: Delivery) -> str:
         """One attempt at one delivery; returns its new status."""
@@ -137,6 +172,9 @@ class Notifier:
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("Redis unreachable (%s); retrying in 1 s", exc)
                 self.stop_event.wait(1.0)
+            except Outage as exc:  # the database: events wait, deliveries go on
+                log.warning("%s; retrying in 1 s", exc)
+                self.stop_event.wait(1.0)
         self.close()
         log.info("notifier stopped")
 
@@ -180,5 +218,9 @@ def build_notifier(client: redis.Redis, settings: Settings,
                    database: pw.Database | None = None) -> Notifier:
     from appliance.storage.database import open_database
 
-    database = database or open_database(settings.effective_database_url)
+    # Pooled on PostgreSQL, one connection per delivery thread and one for the loop's routing:
+    # unpooled, every SQL read (a webhook's record, each event's routing) was a new TCP
+    # connection and authentication.
+    database = database or open_database(settings.effective_database_url, pooled=True,
+                                         pool_size=settings.notify_concurrency + 1)
     return Notifier(client, database, settings)

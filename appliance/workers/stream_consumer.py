@@ -3,6 +3,12 @@
 Messages are acknowledged only after their handler returns, so a consumer killed mid-message
 leaves it pending; another consumer (or this one restarted) claims it after `claim_idle_ms`.
 A message that failed `max_deliveries` times goes to the dead-letter stream `STREAM:dead`.
+
+A consumer may name `outage_errors`: failures of a service its handlers need (the database),
+which say nothing about the message. Such a failure stops the read at that message, never
+counts towards the dead letters, and raises `Outage` to the loop, which waits a moment. The
+next passes retry this consumer's own pending messages from there, at once, instead of 30 s
+later.
 """
 
 from __future__ import annotations
@@ -17,10 +23,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import peewee as pw
 import redis
+from playhouse.pool import MaxConnectionsExceeded
 
 log = logging.getLogger("ovation.consumer")
 Handler = Callable[[str, dict[str, Any]], None]  # (message id, event body)
+
+
+# Failures of a service, not of a message: the message waits for the service, however long.
+# (Counted as the message's failures, five outages sent it to the dead letters, and each one
+# left it idle for 30 s before the next try.)
+SERVICE_OUTAGES: tuple[type[Exception], ...] = (
+    pw.OperationalError, pw.InterfaceError, MaxConnectionsExceeded,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class Outage(Exception):
+    """A handler failed because a service it needs is down; its message stays pending."""
 
 
 @dataclass
@@ -34,7 +54,7 @@ class StreamConsumer:
     def __init__(self, client: redis.Redis, streams: str | list[str], group: str,
                  handlers: dict[str, Handler], consumer: str | None = None,
                  block_ms: int = 1000, claim_idle_ms: int = 30000, max_deliveries: int = 5,
-                 batch: int = 50) -> None:
+                 batch: int = 50, outage_errors: tuple[type[Exception], ...] = ()) -> None:
         self.client = client
         self.streams = [streams] if isinstance(streams, str) else list(streams)
         self.group = group
@@ -44,6 +64,9 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self.batch = batch
+        self.outage_errors = outage_errors
+        # Per stream, after an outage: retry this consumer's pending messages after this id.
+        self.retry_after: dict[str, str] = {}
         self.stats = ConsumerStats()
         self.stop_event = threading.Event()
 
@@ -64,6 +87,7 @@ class StreamConsumer:
         self.ensure_group()
         handled = 0
         for stream in self.streams:
+            handled += self._retry_own_pending(stream)
             _, claimed, _ = self.client.xautoclaim(stream, self.group, self.consumer,
                                                    min_idle_time=self.claim_idle_ms,
                                                    count=self.batch)
@@ -74,6 +98,21 @@ class StreamConsumer:
         for stream, messages in reply or []:
             handled += self._handle_many(stream, messages)
         return handled
+
+    def _retry_own_pending(self, stream: str) -> int:
+        """After an outage: the messages this consumer read and left pending, from the one the
+        outage stopped at, one read's worth per pass, each once."""
+        after = self.retry_after.get(stream)
+        if after is None:
+            return 0
+        reply = self.client.xreadgroup(self.group, self.consumer, {stream: after},
+                                       count=self.batch)
+        messages = reply[0][1] if reply else []
+        if not messages:
+            del self.retry_after[stream]
+            return 0
+        self.retry_after[stream] = messages[-1][0]
+        return self._handle_many(stream, messages)
 
     def _handle_many(self, stream: str, messages: list) -> int:
         """Handle one read's messages in order; a subclass may handle runs of them together."""
@@ -87,6 +126,9 @@ class StreamConsumer:
                 self.run_once(block_ms=self.block_ms)
             except redis.exceptions.ConnectionError as exc:
                 log.warning("Redis unreachable (%s); retrying in 1 s", exc)
+                self.stop_event.wait(1.0)
+            except Outage as exc:
+                log.warning("%s; retrying in 1 s", exc)
                 self.stop_event.wait(1.0)
         log.info("stopped consuming %s", ", ".join(self.streams))
 
@@ -111,6 +153,10 @@ class StreamConsumer:
             if handler is None:
                 raise LookupError(f"no handler for event kind {kind!r}")
             handler(message_id, body)
+        except self.outage_errors as exc:  # () by default: catches nothing
+            # Left pending, and retried from here (not counted: the message is not at fault).
+            self.retry_after[stream] = _just_before(message_id)
+            raise Outage(f"{stream} {message_id} ({kind}) waits: {_one_line(exc)}") from exc
         except Exception as exc:
             self.stats.failed += 1
             deliveries = self._deliveries(stream, message_id)
@@ -137,6 +183,20 @@ class StreamConsumer:
         pipe.xack(stream, self.group, message_id)
         pipe.execute()
         self.stats.dead += 1
+
+
+def _just_before(message_id: str) -> str:
+    """The greatest stream id below `message_id` (XREADGROUP returns the ids after the one
+    given)."""
+    millis, _, sequence = message_id.partition("-")
+    if int(sequence or 0) > 0:
+        return f"{millis}-{int(sequence) - 1}"
+    return f"{int(millis) - 1}-18446744073709551615" if int(millis) > 0 else "0-0"
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one short line (psycopg2's messages span several)."""
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def publish_event(client: redis.Redis, stream: str, kind: str, body: dict[str, Any],

@@ -186,3 +186,20 @@ def test_purge_forgets_finished_deliveries_and_keeps_waiting_ones(redis_client, 
     assert queue.purge(dead=True) == 1
     assert [d.status for d in queue.recent()] == ["retrying"]
     assert queue.dead_letters() == []
+
+
+def test_purge_keeps_what_a_waiting_digest_carries(redis_client, clock):
+    """`platformctl notifications purge` forgot the notifications collected into a digest
+    that had not gone out yet: the digest then went out without their comments."""
+    queue = make_queue(redis_client, clock, digest_window_s=300)
+    assert [queue.add_email(mail(f"reply:{n}")) for n in range(1, 4)] == [
+        "queued", "digested", "digested"]
+    [first] = queue.claim(10)
+    queue.complete(first)
+    assert queue.purge() == 1  # the e-mail that went out, not the two the digest waits with
+    clock.now += 300
+    [digest] = queue.claim(10)
+    assert [item.key for item in digest.items] == ["reply:2", "reply:3"]
+    queue.complete(digest)
+    assert queue.purge() == 3  # sent: the digest and what it carried go together
+    assert queue.recent() == []

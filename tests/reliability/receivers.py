@@ -11,7 +11,8 @@ idempotency keys it saw and how many times. The comment id comes from the notifi
 (the webhook's JSON `data.comment_id`, the e-mail's `#comment-ID` link), so a repeat that
 carried another key than the first delivery would show up as a comment with two keys. The site
 publishes every comment at once, so every notification must be a `new_comment` under the key
-`new_comment:ID`.
+`new_comment:ID`, or an e-mail digest (when the rig's settings allow digests): a digest has a
+key of its own, `digest:ID`, and counts for every comment it links to.
 
 `python -m tests.reliability.receivers SMTP_PORT HTTP_PORT FILE` runs the receiving process.
 """
@@ -49,8 +50,8 @@ class Deliveries:
 
     def record(self, key: str, comment_id: str, event: str) -> None:
         # The scenario's site publishes every comment at once (open moderation), so each
-        # is a new_comment; anything else for a comment is a wrong notice.
-        if not key or not comment_id or event != "new_comment":
+        # is a new_comment, or part of a digest; anything else for a comment is a wrong notice.
+        if not key or not comment_id or event not in ("new_comment", "digest"):
             self.unrecognised.append(f"{self.channel}: event {event!r}, key {key!r}, "
                                      f"comment {comment_id!r}")
         else:
@@ -74,7 +75,8 @@ class Deliveries:
             if len(keys) > 1:
                 problems.append(f"{self.channel}: comment {comment_id} came with several "
                                 f"idempotency keys: {dict(keys)}")
-            elif next(iter(keys)) != f"new_comment:{comment_id}":
+            elif next(iter(keys)) != f"new_comment:{comment_id}" \
+                    and not next(iter(keys)).startswith("digest:"):
                 problems.append(f"{self.channel}: comment {comment_id} came with the key "
                                 f"{next(iter(keys))!r}")
         return problems
@@ -178,10 +180,12 @@ class MailHandler:
         message = message_from_bytes(envelope.original_content or envelope.content,
                                      policy=policy.default)
         text = message.get_body(("plain",))
-        found = COMMENT_LINK.search(text.get_content() if text is not None else "")
-        self.log.write("e-mail", str(message.get("X-Ovation-Idempotency-Key", "")),
-                       found.group(1) if found else "",
-                       str(message.get("X-Ovation-Event", "")))
+        # A digest links to every comment it carries; any other notice to its own comment.
+        found = COMMENT_LINK.findall(text.get_content() if text is not None else "")
+        key = str(message.get("X-Ovation-Idempotency-Key", ""))
+        event = str(message.get("X-Ovation-Event", ""))
+        for comment_id in (dict.fromkeys(found) if event == "digest" else found[:1]) or [""]:
+            self.log.write("e-mail", key, comment_id, event)
         return "250 Message accepted"
 
 

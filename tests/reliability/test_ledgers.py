@@ -8,16 +8,18 @@ so their parsing follows what Ovation really sends.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from appliance import events
+from appliance.notify import keys
 from appliance.notify.email_channel import EmailChannel
-from appliance.notify.queue import Delivery, DeliveryQueue
+from appliance.notify.queue import Delivery, DeliveryQueue, QueuePolicy
 from appliance.notify.subscriptions import WebhookRecord
 from appliance.notify.webhook_channel import WebhookChannel
 from appliance.settings import Settings
 from appliance.workers.stream_consumer import publish_event
 from tests.reliability.comment_ledger import CommentLedger, Rows
-from tests.reliability.notification_fates import fates
+from tests.reliability.notification_fates import LATE, fates
 from tests.reliability.receivers import Deliveries, Receivers
 
 A, B = "a" * 32, "b" * 32
@@ -103,6 +105,38 @@ def test_undelivered_notifications_still_in_ovation_are_late_not_lost(redis_clie
     assert fates(redis_client, "webhook", "7", {unrouted}) == {unrouted: "not routed"}
 
 
+def test_a_digest_counts_for_every_comment_it_carries_and_its_fate_is_the_digests(
+        redis_client):
+    queue = DeliveryQueue(redis_client, QueuePolicy(digest_window_s=300))
+    first, second, third = "4" * 32, "5" * 32, "6" * 32
+    mails = {n: Delivery(f"new_comment:{n}", "email", "owner@blog.example", "blog",
+                         "new_comment", list_name="owner") for n in (first, second, third)}
+    assert [queue.add_email(mail) for mail in mails.values()] == ["queued", "digested",
+                                                                  "digested"]
+    assert fates(redis_client, "email", "owner@blog.example", {second, third}) == {
+        second: "in a digest queued", third: "in a digest queued"}
+    assert "in a digest queued" in LATE
+    [digest] = [d for d in queue.recent() if d.kind == "digest"]
+    queue.complete(queue.get(digest.id))  # "sent", yet no receiver has it: lost
+    assert fates(redis_client, "email", "owner@blog.example", {second}) == {
+        second: "in a digest delivered"}
+    deliveries = Deliveries("e-mail", "email")
+    for comment_id in (second, third, second):  # the digest, and one comment again (resent)
+        deliveries.record(f"digest:{digest.id}", comment_id, "digest")
+    assert (deliveries.received(), deliveries.redelivered()) == ({second, third}, 1)
+    assert deliveries.problems() == []
+    deliveries.record(f"new_comment:{second}", second, "new_comment")  # and on its own too
+    assert "several idempotency keys" in deliveries.problems()[0]
+
+
+def test_an_event_the_notifier_gave_up_on_is_a_dead_event_not_no_trace(redis_client):
+    dead = "7" * 32
+    redis_client.xadd(keys.DEAD_LETTERS, {"kind": "new_comment", "body": json.dumps(
+        {"site": "blog", "comment_id": dead}), "error": "OperationalError: gone"})
+    assert fates(redis_client, "webhook", "7", {dead}) == {dead: "dead event"}
+    assert "dead event" not in LATE
+
+
 def test_the_receivers_read_what_ovation_sends(tmp_path):
     receivers = Receivers(tmp_path)
     receivers.start()
@@ -129,5 +163,15 @@ def test_the_receivers_read_what_ovation_sends(tmp_path):
         assert receivers.webhook.keys == {A: {key: 2}}
         assert receivers.mail.keys == {A: {key: 1}}
         assert receivers.summary({A}) == "1/1 e-mail, 1/1 webhook; 1 redelivered"
+        items = [Delivery(f"new_comment:{n}", "email", "owner@blog.example", "blog",
+                          "new_comment", {**payload, "comment_id": n,
+                                          "comment_url": f"https://blog.example/p#comment-{n}"},
+                          list_name="owner") for n in (B, "c" * 32)]
+        digest = Delivery("digest:d1", "email", "owner@blog.example", "blog", "digest",
+                          list_name="digest", items=items)
+        EmailChannel(settings, b"secret", lambda *_: True).send(digest)
+        assert receivers.mail.keys == {A: {key: 1}, B: {"digest:d1": 1},
+                                       "c" * 32: {"digest:d1": 1}}
+        assert receivers.mail.problems() == []
     finally:
         receivers.stop()
