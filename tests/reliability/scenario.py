@@ -450,7 +450,11 @@ class Scenario:
                           else self.rig.webhook_id)
                 found = notification_fates.fates(client, deliveries.ovation_channel, target,
                                                  missing)
-                received = deliveries.received()  # after the fates: some arrived meanwhile
+                # After the fates: some arrived meanwhile, and a delivery the fates call
+                # delivered was logged by its receiver before Ovation marked it so. (The
+                # `deliveries` object is refreshed only through the receivers' properties.)
+                self.rig.receivers.refresh()
+                received = deliveries.received()
                 for fate, n in Tally(fate for comment_id, fate in found.items()
                                      if comment_id not in received).items():
                     if fate in notification_fates.LATE:
