@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory = args.dir or Path(tempfile.mkdtemp(prefix="ovation-soak-"))
     rig = Rig(directory, args.backend)
+    # SIGTERM stops the soak as Ctrl-C does: through `rig.stop()`, leaving no process behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         rig.start()
         report, memory = asyncio.run(soak(rig, args.minutes, args.seed, args.faults))
