@@ -92,6 +92,18 @@ class UnknownComment(OvationError):
     status = 404
 
 
+class UnknownBan(OvationError):
+    code = "unknown_ban"
+    status = 404
+
+
+class EmailDisabled(OvationError):
+    """Asked for something that needs e-mail, and this appliance has no SMTP server set."""
+
+    code = "email_disabled"
+    status = 409
+
+
 class Forbidden(OvationError):
     """Refused for this caller: a ban, a wrong edit token, a closed edit window."""
 
@@ -184,6 +196,8 @@ ERROR_CODES: dict[str, str] = {
     "banned": "This visitor or network may not comment on this site.",
     "invalid_edit_token": "The edit token does not match the comment.",
     "edit_window_closed": "The comment can no longer be edited or deleted by its author.",
+    "comment_deleted": "The comment was deleted: it can no longer be edited.",
+    "unknown_ban": "No ban of this site has that id, or matches that comment's author.",
     "unauthorized": "The admin API needs a valid bearer token (Authorization: Bearer ovt_...).",
     "forbidden": "The caller may not do this: a token lacking the scope or bound to another "
     "site, or a rule that refuses this visitor.",

@@ -20,11 +20,13 @@ from web.routes.admin import admin
 from web.routes.admin_comments import admin_comments
 from web.routes.admin_privacy import admin_privacy
 from web.routes.comments import comments
+from web.routes.fast_interactions import FastInteractions
 from web.routes.health import health
 from web.routes.live import live
 from web.routes.notifications import notifications
 from web.routes.pages import pages
 from web.routes.public import public
+from web.routes.site_access import add_cors_headers
 from web.runtime import WebRuntime
 
 MAX_BODY_BYTES = 64 * 1024
@@ -32,6 +34,9 @@ MAX_BODY_BYTES = 64 * 1024
 OWN_PAGES_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                  "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
                  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
+                    ("Referrer-Policy", "strict-origin-when-cross-origin")]
 
 log = logging.getLogger("ovation.web")
 
@@ -111,11 +116,15 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
 
     @app.after_request
     async def security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        for name, value in SECURITY_HEADERS:
+            response.headers.setdefault(name, value)
         if response.mimetype == "text/html":
             # Ovation's own pages (landing, demo, API docs) load nothing from elsewhere.
             response.headers.setdefault("Content-Security-Policy", OWN_PAGES_CSP)
         return response
 
+    # Interactions (every page view) skip Quart's per-request machinery when well-formed;
+    # it reproduces exactly these hooks, and hands everything else to the route.
+    app.asgi_app = FastInteractions(app, app.asgi_app, SECURITY_HEADERS,
+                                    {None: [security_headers], "public": [add_cors_headers]})
     return app

@@ -22,11 +22,20 @@ _HTTP_CODES = {
 }
 
 
-def error_response(code: str, message: str, status: int, details: dict | None = None):
+REDIS_UNAVAILABLE = "Redis is not reachable right now; try again shortly."
+INTERNAL_ERROR = "Something went wrong on our side; the server log has the details."
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """`{"error": {"code", "message"[, "details"]}}`, the shape of every error answer."""
     body: dict = {"code": code, "message": message}
     if details:
         body["details"] = details
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def error_response(code: str, message: str, status: int, details: dict | None = None):
+    response = jsonify(error_body(code, message, details))
     response.status_code = status
     return response
 
@@ -76,8 +85,7 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(redis.exceptions.TimeoutError)
     async def redis_unavailable(error: redis.exceptions.RedisError):
         log.warning("Redis is not reachable: %s", error)
-        return error_response(ServiceUnavailable.code,
-                              "Redis is not reachable right now; try again shortly.", 503)
+        return error_response(ServiceUnavailable.code, REDIS_UNAVAILABLE, 503)
 
     @app.errorhandler(UnicodeDecodeError)
     async def bad_encoding(_error: UnicodeDecodeError):
@@ -86,5 +94,4 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def unexpected(error: Exception):
         log.exception("unhandled error: %s", error)
-        return error_response("internal_error", "Something went wrong on our side; the "
-                              "server log has the details.", 500)
+        return error_response("internal_error", INTERNAL_ERROR, 500)

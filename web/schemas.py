@@ -105,6 +105,8 @@ class SiteConfigResponse(BaseModel):
     site: str
     title: str
     reactions: list[ReactionTypeModel]
+    email: bool = Field(description="Whether this Ovation sends e-mail (SMTP is "
+                        "configured): the widget offers to subscribe to new posts only then.")
 
 
 class ErrorBody(BaseModel):
@@ -321,6 +323,28 @@ class BanRequest(Strict):
 class BanAccepted(BaseModel):
     comment_id: str
     banned: list[str] = Field(description="What was banned: visitor, network.")
+
+
+class BansQuery(Strict):
+    comment_id: CommentId | None = Field(None, description="Only the bans that match this "
+                                         "comment's author: by visitor, or by the comment's "
+                                         "network.")
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class BanModel(BaseModel):
+    id: int = Field(description="What `DELETE …/bans/{id}` lifts.")
+    site: str
+    kind: Literal["visitor", "network"]
+    value_hash: str = Field(description="The keyed hash banned, never an address or a "
+                            "visitor id.")
+    reason: str
+    created_at: str
+
+
+class BansResponse(BaseModel):
+    bans: list[BanModel] = Field(description="Newest first.")
 
 
 class VoteRequest(Strict):

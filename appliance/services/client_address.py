@@ -26,6 +26,8 @@ def client_address(peer: str | None, headers: Mapping[str, str],
     """The client's address. Forwarding headers count only when the peer is a trusted proxy;
     then the nearest address in the chain that is not a trusted proxy is the client (a client
     can prepend anything to X-Forwarded-For, but cannot forge what our proxy appended)."""
+    if not proxies:  # no proxy is trusted: the peer it is, without parsing it (every request)
+        return peer
     peer_address = _parse(peer or "")
     if not _trusted(peer_address, proxies):
         return peer

@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 import peewee as pw
 
 from appliance import events
-from appliance.errors import Forbidden, InvalidInput, RateLimited, UnknownComment, UnknownPage
+from appliance.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    UnknownComment,
+    UnknownPage,
+)
 from appliance.paths import normalise_path
 from appliance.services.ip_salts import IpSalts, SaltPolicy
 from appliance.services.rate_limits import site_limit
@@ -110,6 +117,7 @@ class CommentService:
         self._my_votes = redis.register_script(cache.MY_VOTES_SCRIPT)
         self._add_voter = redis.register_script(cache.ADD_VOTER_SCRIPT)
         self._submit_script = redis.register_script(cache.SUBMIT_SCRIPT)
+        self._delete_script = redis.register_script(cache.DELETE_SCRIPT)
         self._cache_thread = redis.register_script(cache.CACHE_THREAD_SCRIPT)
         # The process's salts of IP hashes; the web's rate limits use the same copy.
         self.ip_salts = ip_salts or IpSalts(database, self._key,
@@ -161,9 +169,17 @@ class CommentService:
                                 now.isoformat() + "Z", until.isoformat() + "Z")
 
     async def edit(self, site: SiteRecord, comment_id: str, edit_token: str, body: str) -> str:
-        """Queue an author's edit; returns the new HTML (as it will be stored)."""
-        await self._check_token(site, comment_id, edit_token)
+        """Queue an author's edit; returns the new HTML (as it will be stored). A deleted
+        comment is refused: the edit would bring back text its author or a moderator
+        removed (the listener checks again, for a delete queued after this check)."""
+        record = await self._check_token(site, comment_id, edit_token)
         body, html = self._check_body(body)
+        stored = None
+        if not record.get("deleted"):  # the author's own delete is known without SQL
+            stored = await self._run_sql(comment_store.get_comment, self._database, comment_id)
+        if record.get("deleted") or (stored is not None and stored.erased):
+            raise Conflict("This comment was deleted: it can no longer be edited.",
+                           code="comment_deleted")
         await self._redis.xadd(events.SUBMISSION_STREAM, {"kind": "comment_edit", "body": _json(
             {"id": comment_id, "body_markdown": body, "body_html": html,
              "edited_at": utcnow().isoformat()})})
@@ -171,8 +187,9 @@ class CommentService:
 
     async def delete(self, site: SiteRecord, comment_id: str, edit_token: str) -> None:
         await self._check_token(site, comment_id, edit_token)
-        await self._redis.xadd(events.SUBMISSION_STREAM, {"kind": "comment_delete", "body": _json(
-            {"id": comment_id, "event_id": f"delete-{comment_id}"})})
+        await self._delete_script(keys=[cache.token_key(comment_id), events.SUBMISSION_STREAM],
+                                  args=[_json({"id": comment_id,
+                                               "event_id": f"delete-{comment_id}"})])
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -376,12 +393,16 @@ class CommentService:
                                code="duplicate_comment", status=409)
 
     async def _check_parent(self, site: str, path: str, parent_id: str) -> None:
-        recent = await self._redis.hgetall(cache.token_key(parent_id))
-        if recent and recent.get("site") == site and recent.get("path") == path:
-            return  # posted moments ago, maybe not stored yet
+        """SQL first, even for a parent posted moments ago: a moderator may have hidden it."""
         parent = await self._run_sql(comment_store.get_comment, self._database, parent_id)
+        if parent is None:
+            recent = await self._redis.hgetall(cache.token_key(parent_id))
+            if (recent and recent.get("site") == site and recent.get("path") == path
+                    and not recent.get("deleted")):
+                return  # posted moments ago, not stored yet
         if parent is None or parent.site != site or parent.path != path \
-                or parent.status in ("rejected", "spam"):
+                or parent.status in ("rejected", "spam") \
+                or (parent.status == "deleted" and parent.deleted_while_hidden):
             raise InvalidInput("The comment replied to does not exist on this page.",
                                code="unknown_parent", details={"field": "parent_id"})
 
@@ -396,7 +417,10 @@ class CommentService:
             return "pending"
         return "approved"
 
-    async def _check_token(self, site: SiteRecord, comment_id: str, edit_token: str) -> None:
+    async def _check_token(self, site: SiteRecord, comment_id: str, edit_token: str
+                           ) -> dict[str, str]:
+        """The comment's edit-token record (`deleted` is set once its author deleted it), if
+        the token is right and the window open."""
         if not COMMENT_ID.fullmatch(comment_id):  # never reaches SQL (PostgreSQL refuses NUL)
             raise UnknownComment(f"No comment {comment_id!r} on site {site.name!r}.")
         record = await self._redis.hgetall(cache.token_key(comment_id))
@@ -411,6 +435,7 @@ class CommentService:
         if not hmac.compare_digest(record["token_hash"], hash_token(edit_token)):
             raise Forbidden("The edit token does not match this comment.",
                             code="invalid_edit_token")
+        return record
 
 
 def _json(value: dict[str, Any]) -> str:

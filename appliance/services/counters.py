@@ -28,6 +28,7 @@ from appliance.paths import normalise_path
 from appliance.plugin_api import Interaction, Kind, Milestone, Rejected
 from appliance.plugin_registry import ReactionRegistry
 from appliance.services import site_reactions
+from appliance.services.rate_limits import Charge
 from appliance.services.site_reactions import SiteReaction, SiteReactions
 from appliance.services.visitors import visitor_hash
 from appliance.settings import Settings
@@ -39,6 +40,8 @@ from appliance.storage.site_store import SiteRecord, page_exists
 
 log = logging.getLogger("ovation.counters")
 ACTIONS = ("add", "remove")
+NORMALISED_PATHS = 4096  # raw paths whose normal form a worker keeps at hand
+NORMALISED_PATH_LENGTH = 512  # the longest raw path kept
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class CounterService:
         self._hash_key = settings.hashing_key()
         self._ttl = settings.totals_cache_ttl_s
         self._known_pages: dict[tuple[str, str], float] = {}
+        self._normalised: dict[str, str] = {}  # raw path -> normalised (valid ones only)
         self._layouts: dict[str, tuple[SiteRecord, SiteReactions]] = {}
         self._hook_tasks: set[asyncio.Task] = set()
 
@@ -104,11 +108,23 @@ class CounterService:
         return hit[1]
 
     def normalise(self, raw_path: str) -> str:
-        return normalise_path(raw_path, self._settings.max_path_length)
+        # Readers of one page send the same raw path again and again: normalise it once.
+        # Only short paths are kept (real pages'), so the memory it takes stays small.
+        path = self._normalised.get(raw_path) if isinstance(raw_path, str) else None
+        if path is None:
+            path = normalise_path(raw_path, self._settings.max_path_length)
+            if len(raw_path) <= NORMALISED_PATH_LENGTH:
+                if len(self._normalised) >= NORMALISED_PATHS:
+                    self._normalised.clear()
+                self._normalised[raw_path] = path
+        return path
 
     async def record(self, site: SiteRecord, raw_path: str, reaction_name: str, action: str,
                      amount: int, visitor_id: str, choice: str | None = None,
-                     score: int | None = None) -> InteractionOutcome:
+                     score: int | None = None, limit: Charge | None = None
+                     ) -> InteractionOutcome:
+        """Record one interaction. `limit`, the request's rate-limit charge, is run in the
+        interaction's own script (one Redis round trip), or alone before a database read."""
         path = self.normalise(raw_path)
         layout = self.layout(site)
         reaction = layout.get(reaction_name)
@@ -116,7 +132,10 @@ class CounterService:
         self._validate_with_plugin(reaction, Interaction(
             site.name, path, reaction.name, action, amount, choice, score))
         visitor = visitor_hash(self._hash_key, site.name, visitor_id)
-        if not site.accept_unpublished_pages:
+        if not site.accept_unpublished_pages and not self._known_page(site.name, path):
+            if limit is not None:  # the limits also guard the database from a flood of paths
+                await limit.run()
+                limit = None
             await self._require_published(site.name, path)
         result = await self._call(
             self._scripts.interact,
@@ -124,7 +143,10 @@ class CounterService:
             path, reaction.name, reaction.kind.value, action, value, reaction.cap or 0,
             reaction.type.window_s, self._settings.live_coalesce_ms,
             *keys.live_stats_args(time.time()),
+            *(limit.script_args() if limit is not None else ()),
         )
+        if limit is not None and result[0] in ("rate_limited", b"rate_limited"):
+            raise limit.refused(result[1])
         applied, publish_due, page_result = int(result[0]), int(result[2]), result[3:]
         if publish_due and self._live is not None:
             self._live.schedule(site.name, path)
@@ -321,6 +343,10 @@ class CounterService:
             await pipe.execute()
         except (redis_errors.RedisError, OSError) as exc:
             log.warning("could not count the plugin error of %s: %s", name, exc)
+
+    def _known_page(self, site: str, path: str) -> bool:
+        """The page was found published within the last minute."""
+        return self._known_pages.get((site, path), 0) > time.monotonic()
 
     async def _require_published(self, site: str, path: str) -> None:
         key = (site, path)

@@ -35,6 +35,7 @@ from appliance.storage.salt_store import StoredSalt
 log = logging.getLogger("ovation.gateway")
 REFRESH_S = 60.0  # how stale a process's copy may get (it also refreshes at each rotation)
 RETRY_S = 5.0  # after a failed refresh: keep the copy, try again this much later
+RECENT_HASHES = 4096  # client networks whose current hash a process keeps at hand
 SqlRun = Callable[..., Awaitable[Any]]
 
 
@@ -91,11 +92,23 @@ class IpSalts:
         self._salts: list[StoredSalt] = []  # newest first
         self._next_refresh = float("-inf")
         self._lock = asyncio.Lock()
+        # Recent hashes under the current salt: every request is rate-limited by its network's
+        # hash, and a client sends many. Memory only, bounded, and emptied when the salt
+        # changes, so it never outlives the salt its hashes were made with.
+        self._recent: dict[tuple[str, str, str], str] = {}
+        self._recent_salt = ""
 
     async def current_hash(self, site: str, ip: str | None) -> str:
         """The hash under the current salt: what a comment stores."""
-        salts = await self._retained()
-        return ip_hash(self._key, salts[0].salt, site, ip)
+        salt = (await self._retained())[0].salt
+        if salt != self._recent_salt or len(self._recent) >= RECENT_HASHES:
+            self._recent.clear()
+            self._recent_salt = salt
+        key = (site, ip or "", salt)
+        hashed = self._recent.get(key)
+        if hashed is None:
+            hashed = self._recent[key] = ip_hash(self._key, salt, site, ip)
+        return hashed
 
     async def all_hashes(self, site: str, ip: str | None) -> list[str]:
         """The hashes under every retained salt, current first: what a ban check compares."""

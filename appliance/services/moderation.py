@@ -89,8 +89,7 @@ def moderate(client: redis.Redis, database: pw.Database, comment_ids: list[str],
     missing = set(comment_ids) - {comment.id for comment in found}
     if missing:
         raise UnknownComment(f"No comment with id {', '.join(sorted(missing))}.")
-    emptied = sorted(comment.id for comment in found
-                     if comment.status == "deleted" or not comment.body_html)
+    emptied = sorted(comment.id for comment in found if comment.erased)
     if status == "approved" and emptied:
         # Deleted, or hidden and then deleted by its author: its text is gone for good, and
         # approving it would show an empty comment.

@@ -16,6 +16,7 @@ import redis
 
 from appliance.services.moderation import refresh_page
 from appliance.services.visitors import visitor_hash
+from appliance.storage import comment_store
 from appliance.storage import counter_store as keys
 from appliance.storage.models import Comment, Page, Site
 
@@ -65,11 +66,17 @@ def erase_visitor(client: redis.Redis, database: pw.Database, key: bytes, site: 
     with database.connection_context(), database.atomic():
         rows = list(_comments(database, site, hashed))
         if rows:
-            (Comment.update(status="deleted", body_markdown="", body_html="", author_name="",
+            (Comment.update(body_markdown="", body_html="", author_name="",
                             author_email="", author_website="", avatar_seed="",
                             visitor_hash="", ip_hash="", edit_token_hash="",
                             notify_replies=False)
              .where(Comment.id.in_([row.id for row in rows])).execute())
+            # As an author's own delete: rejected and spam keep the moderator's verdict, and a
+            # pending one stays out of the thread (set_status); neither becomes a placeholder
+            # readers see, unless replies they see hang under it.
+            comment_store.set_status(database, [row.id for row in rows
+                                                if row.status in ("approved", "pending")],
+                                     "deleted")
     for path in {row.page.path for row in rows}:
         refresh_page(client, database, site, path)
     return {"reaction_states": len(entries), "comments": len(rows)}

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 from redis import exceptions as redis_errors
 
 from appliance.errors import InvalidInput, RateLimited
 from appliance.settings import Settings
+from appliance.storage.gcra_lua import GCRA_LUA
 from appliance.storage.site_store import SiteRecord
 
 log = logging.getLogger("ovation.gateway")
@@ -33,21 +35,12 @@ SITE_LIMITS: dict[str, tuple[str, int]] = {
 
 # ARGV: now_ms, then pairs (interval_ms, burst_ms) matching KEYS.
 # Returns 0 when allowed (and charged), else the milliseconds until the request would be.
-GCRA_SCRIPT = """
-local now = tonumber(ARGV[1])
-local new_tats = {}
-for i, key in ipairs(KEYS) do
-  local interval, burst = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
-  local tat = math.max(tonumber(redis.call('GET', key) or now), now)
-  local new_tat = tat + interval
-  local allowed_at = new_tat - burst
-  if allowed_at > now then return math.ceil(allowed_at - now) end
-  new_tats[i] = new_tat
+GCRA_SCRIPT = GCRA_LUA + """
+local intervals, bursts = {}, {}
+for i = 1, #KEYS do
+  intervals[i], bursts[i] = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
 end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, new_tats[i], 'PX', math.ceil(new_tats[i] - now) + 1)
-end
-return 0
+return gcra(tonumber(ARGV[1]), KEYS, intervals, bursts)
 """
 
 
@@ -100,6 +93,34 @@ class Limit:
         return self.period_s * 1000
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A request's charge to its limits, ready to run alone (`RateLimiter.run`) or inside
+    another script (the interaction script takes `script_args`), so that a request costs one
+    Redis round trip instead of two."""
+
+    route_class: str
+    keys: list[str]
+    args: list[float]  # now_ms, then interval_ms and burst_ms per key
+    limiter: RateLimiter
+
+    async def run(self) -> None:
+        """Charge now, on its own; raise RateLimited when refused."""
+        await self.limiter.run(self)
+
+    def script_args(self) -> list:
+        """now_ms, then key, interval_ms, burst_ms per key (the interaction script's tail)."""
+        out: list = [self.args[0]]
+        for index, key in enumerate(self.keys):
+            out += [key, self.args[1 + 2 * index], self.args[2 + 2 * index]]
+        return out
+
+    def refused(self, wait_ms: float) -> RateLimited:
+        retry_after = max(1, math.ceil(int(wait_ms) / 1000))
+        return RateLimited(f"Too many requests ({self.route_class}); try again in "
+                           f"{retry_after} s.", retry_after)
+
+
 class RateLimiter:
     """Checks and charges limits for a route class; raises RateLimited with a Retry-After."""
 
@@ -108,29 +129,36 @@ class RateLimiter:
         self._script = redis.register_script(GCRA_SCRIPT)
         self._batcher = batcher  # a ScriptBatcher: concurrent requests share a pipeline
 
-    async def check(self, route_class: str, charges: list[tuple[Limit, str]],
-                    now_ms: float | None = None) -> None:
+    def charge(self, route_class: str, charges: list[tuple[Limit, str]],
+               now_ms: float | None = None) -> Charge | None:
+        """The charge of `charges` (None when no limit applies), not yet run."""
         charges = [(limit, value) for limit, value in charges if value and limit.count > 0]
         if not charges:
-            return
-        import time
-
+            return None
         now = time.time() * 1000 if now_ms is None else now_ms
         keys = [f"ov:rl:{route_class}:{limit.kind}:{value}" for limit, value in charges]
         args: list[float] = [now]
         for limit, _ in charges:
             args += [limit.interval_ms, limit.burst_ms]
+        return Charge(route_class, keys, args, self)
+
+    async def check(self, route_class: str, charges: list[tuple[Limit, str]],
+                    now_ms: float | None = None) -> None:
+        charge = self.charge(route_class, charges, now_ms)
+        if charge is not None:
+            await self.run(charge)
+
+    async def run(self, charge: Charge) -> None:
+        """Run `charge` on its own; raise RateLimited when refused."""
         try:
             if self._batcher is not None:
-                wait_ms = await self._batcher.call(self._script, keys, args)
+                wait_ms = await self._batcher.call(self._script, charge.keys, charge.args)
             else:
-                wait_ms = await self._script(keys=keys, args=args)
+                wait_ms = await self._script(keys=charge.keys, args=charge.args)
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             # Fail open: whatever needs Redis fails on its own with 503; what does not (site
             # configuration from SQL) should not go down with the limiter.
             log.warning("rate limits not checked, Redis unreachable: %s", exc)
             return
         if wait_ms:
-            retry_after = max(1, math.ceil(int(wait_ms) / 1000))
-            raise RateLimited(f"Too many requests ({route_class}); try again in "
-                              f"{retry_after} s.", retry_after)
+            raise charge.refused(wait_ms)

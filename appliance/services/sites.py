@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -93,25 +94,45 @@ class SiteDirectory:
         self._run_sql = run_sql
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, SiteRecord | None]] = {}
+        # One SQL read per site at a time: when the cached copy expires under load, every
+        # request in flight would otherwise read the same row (a worker with 32 requests
+        # open spent a tenth of its time on these duplicate reads).
+        self._loading: dict[str, asyncio.Future[tuple[float, SiteRecord | None]]] = {}
 
     async def get(self, name: str) -> SiteRecord:
         if not isinstance(name, str) or not SITE_NAME.match(name):
             raise UnknownSite(f"No site is named {name!r}.")
-        now = time.monotonic()
         hit = self._cache.get(name)
-        if hit is None or now - hit[0] > self._ttl_s:
-            try:
-                record = await self._run_sql(site_store.get_site, self._database, name)
-            except ServiceUnavailable:
-                if hit is None:
-                    raise
-                # Database down: keep serving the last known site so readers' interactions
-                # are still accepted (they only touch Redis).
-                record = hit[1]
-            if len(self._cache) > 10000:
-                self._cache.clear()
-            hit = (now, record)
-            self._cache[name] = hit
+        if hit is None or time.monotonic() - hit[0] > self._ttl_s:
+            loading = self._loading.get(name)
+            if loading is None:
+                loading = asyncio.ensure_future(self._load(name, hit))
+                self._loading[name] = loading
+                loading.add_done_callback(lambda done: self._loaded(name, done))
+            # Shielded: a cancelled request must not cancel the read the others wait for.
+            hit = await asyncio.shield(loading)
         if hit[1] is None:
             raise UnknownSite(f"No site is named {name!r}.")
         return hit[1]
+
+    async def _load(self, name: str, stale: tuple[float, SiteRecord | None] | None
+                    ) -> tuple[float, SiteRecord | None]:
+        now = time.monotonic()
+        try:
+            record = await self._run_sql(site_store.get_site, self._database, name)
+        except ServiceUnavailable:
+            if stale is None:
+                raise
+            # Database down: keep serving the last known site so readers' interactions
+            # are still accepted (they only touch Redis).
+            record = stale[1]
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        hit = (now, record)
+        self._cache[name] = hit
+        return hit
+
+    def _loaded(self, name: str, done: asyncio.Future) -> None:
+        self._loading.pop(name, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every waiter was cancelled

@@ -101,6 +101,15 @@ return {'queued', 0}
 """
 
 
+# An author's delete, in one step: mark the comment's edit-token record (while it lasts) so that
+# an edit that follows is refused at once, and queue the delete for the listener.
+# KEYS: token key, stream. ARGV: event JSON. Returns the stream entry's id.
+DELETE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'deleted', '1') end
+return redis.call('XADD', KEYS[2], '*', 'kind', 'comment_delete', 'body', ARGV[1])
+"""
+
+
 # What a reader holding a prepared thread checks before using it, in one step: the cached
 # thread's build id, the page's vote token, and (for a named reader) whether they voted there.
 # KEYS: thread key, vote token key, voters key. ARGV: build id length, reader's visitor hash or

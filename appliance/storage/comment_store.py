@@ -40,6 +40,15 @@ class StoredComment:
     votes_down: int
     created_at: dt.datetime
     edited_at: dt.datetime | None
+    # Deleted while readers could not see it: stays out of the thread (see `thread`).
+    deleted_while_hidden: bool = False
+
+    @property
+    def erased(self) -> bool:
+        """Deleted, or hidden by a moderator and then deleted by its author: its text is gone
+        for good (a stored comment always has some), so it can be neither edited nor
+        approved."""
+        return self.status == "deleted" or not self.body_html
 
     def as_cache_entry(self) -> dict[str, Any]:
         """What the thread cache keeps: public fields plus the author's visitor hash."""
@@ -67,7 +76,8 @@ def _stored(row: Comment) -> StoredComment:
         avatar_seed=row.avatar_seed, body_markdown=row.body_markdown, body_html=row.body_html,
         status=row.status, visitor_hash=row.visitor_hash, ip_hash=row.ip_hash,
         notify_replies=row.notify_replies, votes_up=row.votes_up, votes_down=row.votes_down,
-        created_at=row.created_at, edited_at=row.edited_at)
+        created_at=row.created_at, edited_at=row.edited_at,
+        deleted_while_hidden=bool(row.deleted_while_hidden))
 
 
 def get_comment(database: pw.Database, comment_id: str) -> StoredComment | None:
@@ -83,12 +93,14 @@ def get_comments(database: pw.Database, comment_ids: list[str]) -> list[StoredCo
 
 def thread(database: pw.Database, site: str, path: str) -> list[StoredComment]:
     """Every comment of a page a reader might see (approved, deleted, and pending for its
-    author), oldest first. A rejected or spam comment that such a comment (not a pending one)
+    author), oldest first. A rejected or spam comment, or one deleted while hidden (nobody
+    but its author and moderators ever saw it), that such a comment (not a pending one)
     replies to, directly or further up, comes as a "deleted" placeholder, emptied: without
     it, the replies under it had no place in the thread although the page's count has them."""
+    shown = (Comment.status.in_(("approved", "pending"))
+             | ((Comment.status == "deleted") & ~Comment.deleted_while_hidden))
     with database.connection_context():
-        query = (_query().where((Site.name == site) & (Page.path == path)
-                                & (Comment.status.in_(("approved", "deleted", "pending"))))
+        query = (_query().where((Site.name == site) & (Page.path == path) & shown)
                  .order_by(Comment.created_at, Comment.id))
         comments = [_stored(row) for row in query]
         hidden = _hidden_ancestors(comments, site, path)
@@ -99,8 +111,8 @@ def thread(database: pw.Database, site: str, path: str) -> list[StoredComment]:
 
 def _hidden_ancestors(comments: list[StoredComment], site: str, path: str
                       ) -> list[StoredComment]:
-    """The rejected and spam ancestors of `comments` not pending, as placeholders; usually
-    none, found without a query."""
+    """The hidden (rejected, spam, deleted while hidden) ancestors of `comments` not
+    pending, as placeholders; usually none, found without a query."""
     by_id = {comment.id: comment for comment in comments}
     walked: set[str] = set()
     placeholders: list[StoredComment] = []
@@ -247,9 +259,12 @@ def _placement(parent_id: str | None, page_id: int, max_depth: int) -> tuple[str
 
 def update_body(database: pw.Database, comment_id: str, markdown: str, html: str,
                 edited_at: dt.datetime) -> bool:
+    """An author's edit; False (nothing changed) for an erased comment (`StoredComment.erased`):
+    an edit must not bring back text its author or a moderator removed."""
     with database.connection_context():
         return (Comment.update(body_markdown=markdown, body_html=html, edited_at=edited_at)
-                .where((Comment.id == comment_id) & (Comment.status != "deleted"))
+                .where((Comment.id == comment_id) & (Comment.status != "deleted")
+                       & (Comment.body_html != ""))
                 .execute()) > 0
 
 
@@ -260,12 +275,74 @@ def erase_body(database: pw.Database, comment_id: str) -> None:
 
 
 def set_status(database: pw.Database, comment_ids: list[str], status: str) -> int:
-    """Change the status; a deleted comment loses its body (the thread keeps its place)."""
+    """Change the status; a deleted comment loses its body (the thread keeps its place). One
+    deleted while readers could not see it (not approved) is marked `deleted_while_hidden`:
+    readers never see it but as a placeholder above replies they see."""
     values: dict[Any, Any] = {Comment.status: status}
     if status == "deleted":
-        values.update({Comment.body_markdown: "", Comment.body_html: ""})
+        values.update({Comment.body_markdown: "", Comment.body_html: "",
+                       Comment.deleted_while_hidden: pw.Case(None, [
+                           (Comment.status == "deleted", Comment.deleted_while_hidden),
+                           (Comment.status == "approved", False)], True)})
     with database.connection_context():
         return Comment.update(values).where(Comment.id.in_(comment_ids)).execute()
+
+
+@dataclass(frozen=True)
+class StoredBan:
+    id: int
+    site: str
+    kind: str  # visitor | ip
+    value_hash: str
+    reason: str
+    created_at: dt.datetime
+
+
+def _bans():
+    return Ban.select(Ban, Site.name).join(Site)
+
+
+def _stored_ban(row: Ban) -> StoredBan:
+    return StoredBan(id=row.id, site=row.site.name, kind=row.kind, value_hash=row.value_hash,
+                     reason=row.reason, created_at=row.created_at)
+
+
+def list_bans(database: pw.Database, site: str | None = None, limit: int | None = None,
+              offset: int = 0) -> list[StoredBan]:
+    """Bans, newest first (`limit` None: all of them)."""
+    with database.connection_context():
+        query = _bans()
+        if site:
+            query = query.where(Site.name == site)
+        query = query.order_by(Ban.created_at.desc(), Ban.id.desc()).limit(limit).offset(offset)
+        return [_stored_ban(row) for row in query]
+
+
+def get_ban(database: pw.Database, ban_id: int) -> StoredBan | None:
+    with database.connection_context():
+        row = _bans().where(Ban.id == ban_id).first()
+        return _stored_ban(row) if row else None
+
+
+def matching_bans(database: pw.Database, site: str, visitor_hash: str,
+                  ip_hash: str) -> list[StoredBan]:
+    """The site's bans of this visitor hash or this network hash (either may be "")."""
+    matches = []
+    if visitor_hash:
+        matches.append((Ban.kind == "visitor") & (Ban.value_hash == visitor_hash))
+    if ip_hash:
+        matches.append((Ban.kind == "ip") & (Ban.value_hash == ip_hash))
+    if not matches:
+        return []
+    either = matches[0] if len(matches) == 1 else matches[0] | matches[1]
+    with database.connection_context():
+        return [_stored_ban(row) for row in _bans().where((Site.name == site) & either)
+                .order_by(Ban.id)]
+
+
+def delete_bans(database: pw.Database, ban_ids: list[int]) -> int:
+    with database.connection_context():
+        return Ban.delete().where(Ban.id.in_(ban_ids)).execute() if ban_ids else 0
 
 
 def add_ban(database: pw.Database, site: str, kind: str, value_hash: str, reason: str) -> bool:

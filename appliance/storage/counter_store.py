@@ -40,6 +40,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from appliance.storage.gcra_lua import GCRA_LUA
+
 PREFIX = "ov:{c}:"
 PENDING = PREFIX + "pending"
 INFLIGHT = PREFIX + "inflight"
@@ -132,17 +134,23 @@ local function page_totals(site, path, fields, types, visitor, out)
   local cache = P .. 'sql:' .. member
   local cached = redis.call('EXPIRE', cache, CACHE_TTL)  -- 1 if present; kept while in use
   out[#out + 1] = cached
-  for _, f in ipairs(fields) do
-    local field = site .. '|' .. f .. '|' .. path
-    local total = tonumber(redis.call('HGET', cache, f) or '0')
-      + tonumber(redis.call('HGET', P .. 'pending', field) or '0')
-      + tonumber(redis.call('HGET', P .. 'inflight', field) or '0')
-    out[#out + 1] = total
+  -- One HMGET per hash, not one HGET per field: this runs for every interaction and push.
+  if #fields > 0 then
+    local counter_fields = {}
+    for i, f in ipairs(fields) do counter_fields[i] = site .. '|' .. f .. '|' .. path end
+    local sql = redis.call('HMGET', cache, unpack(fields))
+    local pending = redis.call('HMGET', P .. 'pending', unpack(counter_fields))
+    local inflight = redis.call('HMGET', P .. 'inflight', unpack(counter_fields))
+    for i = 1, #fields do
+      out[#out + 1] = tonumber(sql[i] or '0') + tonumber(pending[i] or '0')
+        + tonumber(inflight[i] or '0')
+    end
   end
-  if visitor ~= '' then
-    local vs = P .. 'vs:' .. member
-    for _, t in ipairs(types) do
-      out[#out + 1] = redis.call('HGET', vs, t .. '|' .. visitor) or ''
+  if visitor ~= '' and #types > 0 then
+    local state_fields = {}
+    for i, t in ipairs(types) do state_fields[i] = t .. '|' .. visitor end
+    for _, state in ipairs(redis.call('HMGET', P .. 'vs:' .. member, unpack(state_fields))) do
+      out[#out + 1] = state or ''
     end
   end
   return cached
@@ -171,12 +179,25 @@ return out
 #   score:   make `value` (a number) the visitor's score (TYPE.sum and TYPE.count), or remove it.
 # ARGV: prefix, cache_ttl_s, site, fields(csv), types(csv), visitor, path, reaction, kind,
 #       action, value, cap, window_s, coalesce_ms[, stats_bucket, stats_day, bucket_ttl_s,
-#       day_ttl_s, top_pages_cap] (the last five optional: the dashboard's statistics, see
-#       `live_stats_args`)
+#       day_ttl_s, top_pages_cap[, now_ms, then key, interval_ms, burst_ms per rate limit]]
+#       (the statistics are optional: the dashboard's, see `live_stats_args`; the rate limits
+#       too: the request's charge, see `rate_limits.Charge`, checked first so that a refused
+#       interaction changes nothing, and charged in the same round trip as the interaction)
 # Returns: {delta, changed, publish_due, cached, totals..., states...}; `delta` is the change of
 # the type's one total (amount, toggles, choices made, scores given), `changed` whether anything
-# moved (changing a choice or a score moves parts without moving that total).
-INTERACT_SCRIPT = _TOTALS_LUA + """
+# moved (changing a choice or a score moves parts without moving that total). A refused rate
+# limit returns {'rate_limited', milliseconds until the request would be allowed}.
+INTERACT_SCRIPT = _TOTALS_LUA + GCRA_LUA + """
+if ARGV[20] then
+  local limit_keys, intervals, bursts = {}, {}, {}
+  for i = 21, #ARGV, 3 do
+    limit_keys[#limit_keys + 1] = ARGV[i]
+    intervals[#intervals + 1] = tonumber(ARGV[i + 1])
+    bursts[#bursts + 1] = tonumber(ARGV[i + 2])
+  end
+  local wait = gcra(tonumber(ARGV[20]), limit_keys, intervals, bursts)
+  if wait > 0 then return {'rate_limited', wait} end
+end
 local site, visitor, path = ARGV[3], ARGV[6], ARGV[7]
 local reaction, kind, action, value = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local cap, window = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -242,21 +263,28 @@ else
 end
 redis.call('HINCRBY', P .. 'stats', reaction, 1)
 if ARGV[15] then
+  -- Each key gets its TTL when it is created (its first count), not at every count: the keys
+  -- of a bucket or a day are written only during it, so they still outlive it by their TTL
+  -- less that span, and an interaction saves eight commands.
   local bucket_ttl, day_ttl, top = ARGV[17], ARGV[18], tonumber(ARGV[19])
   local function count_page(key, ttl)
-    redis.call('ZINCRBY', key, 1, member)
-    if redis.call('ZCARD', key) > top then redis.call('ZREMRANGEBYRANK', key, 0, -top - 1) end
-    redis.call('EXPIRE', key, ttl)
+    if tonumber(redis.call('ZINCRBY', key, 1, member)) == 1 then  -- a page new to the set
+      local size = redis.call('ZCARD', key)  -- (only a new page makes the set grow)
+      if size > top then redis.call('ZREMRANGEBYRANK', key, 0, -top - 1) end
+      if size == 1 then redis.call('EXPIRE', key, ttl) end
+    end
   end
-  local rate, day = P .. 'dash:rate:' .. ARGV[15], P .. 'dash:day:' .. ARGV[16]
-  redis.call('HINCRBY', rate, reaction, 1)
-  redis.call('EXPIRE', rate, bucket_ttl)
-  redis.call('HINCRBY', day, reaction, 1)
-  redis.call('EXPIRE', day, day_ttl)
+  local function count_type(key, ttl)
+    if redis.call('HINCRBY', key, reaction, 1) == 1 then redis.call('EXPIRE', key, ttl) end
+  end
+  count_type(P .. 'dash:rate:' .. ARGV[15], bucket_ttl)
+  count_type(P .. 'dash:day:' .. ARGV[16], day_ttl)
   count_page(P .. 'dash:pages:' .. ARGV[15], bucket_ttl)
   count_page(P .. 'dash:daypages:' .. ARGV[16], day_ttl)
-  redis.call('PFADD', P .. 'dash:uv:' .. ARGV[16], visitor)
-  redis.call('EXPIRE', P .. 'dash:uv:' .. ARGV[16], day_ttl)
+  local visitors = P .. 'dash:uv:' .. ARGV[16]
+  if redis.call('PFADD', visitors, visitor) == 1 and redis.call('TTL', visitors) < 0 then
+    redis.call('EXPIRE', visitors, day_ttl)
+  end
 end
 if redis.call('PFADD', P .. 'hll:' .. member, visitor) == 1 then
   redis.call('SADD', P .. 'hll_dirty', member)

@@ -39,6 +39,7 @@ _V4_SITE_COLUMNS = {
     "reactions": pw.TextField(default=""),
     "rate_limits": pw.TextField(default="{}"),
 }
+_V6_COMMENT_COLUMNS = {"deleted_while_hidden": pw.BooleanField(default=False)}
 
 
 def _migrator(database: pw.Database):
@@ -85,12 +86,17 @@ def _ip_salts(database: pw.Database) -> None:
     database.create_tables([IpSalt])
 
 
+def _hidden_deletions(database: pw.Database) -> None:
+    _add_missing_columns(database, "comment", _V6_COMMENT_COLUMNS)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[pw.Database], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "comment moderation, votes, admin tokens and bans", _comments_and_admin),
     (3, "notification webhooks and e-mail subscriptions", _notifications),
     (4, "per-site reaction types and rate limits", _plugins_and_site_limits),
     (5, "rotating salts of the IP hashes", _ip_salts),
+    (6, "comments deleted while hidden stay hidden", _hidden_deletions),
 )
 
 

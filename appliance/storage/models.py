@@ -102,6 +102,9 @@ class Comment(BaseModel):
     avatar_seed = pw.CharField(max_length=32, default="")
     votes_up = pw.BigIntegerField(default=0)
     votes_down = pw.BigIntegerField(default=0)
+    # migration 6: deleted while readers could not see it (pending, rejected or spam), so it
+    # stays out of the thread, but for a placeholder above replies readers do see.
+    deleted_while_hidden = pw.BooleanField(default=False)
 
 
 class AdminToken(BaseModel):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis import exceptions as redis_errors
+
 
 class ScriptBatcher:
     """Queues `script(keys, args)` calls made in one turn of the event loop, runs them in one
@@ -55,13 +57,22 @@ class ScriptBatcher:
         pipe = self._client.pipeline(transaction=False)
         try:
             for script, keys, args, _future in batch:
-                await script(keys=keys, args=args, client=pipe)
+                # EVALSHA queued as a plain command: a Script object queued on a pipeline
+                # makes `execute` send SCRIPT EXISTS first, a second round trip per batch.
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
             results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the connection failed: every caller hears it
             for *_, future in batch:
                 _fail(future, exc)
             return
-        for (*_, future), result in zip(batch, results, strict=True):
+        for (script, keys, args, future), result in zip(batch, results, strict=True):
+            if isinstance(result, redis_errors.NoScriptError):
+                # Redis forgot the script (restarted, SCRIPT FLUSH): it did not run, so run it
+                # again alone; the Script object loads it and retries.
+                try:
+                    result = await script(keys=keys, args=args)
+                except Exception as exc:
+                    result = exc
             if isinstance(result, Exception):
                 _fail(future, result)
             else:

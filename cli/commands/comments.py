@@ -1,7 +1,9 @@
-"""`platformctl comments list|approve|reject|spam|delete|ban`: moderation from the terminal."""
+"""`platformctl comments list|approve|reject|spam|delete|ban|bans|unban`: moderation from the
+terminal."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import typer
@@ -116,3 +118,57 @@ def ban(
     banned = ban_author(client, database, comment_id, ip, reason, remove)
     console.print(f"Banned the {' and '.join(banned) or 'author'} of {comment_id}"
                   + (" and marked the comment as spam." if remove else "."))
+
+
+@comments_app.command("bans")
+@cli_errors
+def bans_list(
+    site: str = typer.Option(None, "--site", help="Only this site.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """List bans, newest first: the id `unban --ban-id` takes, site, kind, hash, reason."""
+    from appliance.connections import open_sql
+    from appliance.services.bans import describe
+    from appliance.storage import comment_store
+
+    rows = [describe(ban) for ban in comment_store.list_bans(open_sql(state.settings), site)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("No bans.", highlight=False)
+        return
+    table = Table(title=f"{len(rows)} ban(s)")
+    table.add_column("id", no_wrap=True)
+    for heading in ("site", "kind", "hash", "since (UTC)", "reason"):
+        table.add_column(heading)
+    for row in rows:
+        table.add_row(str(row["id"]), row["site"], row["kind"], row["value_hash"],
+                      row["created_at"][:16].replace("T", " "), plain(row["reason"] or "-"))
+    console.print(table)
+
+
+@comments_app.command("unban")
+@cli_errors
+def unban(
+    comment_id: str = typer.Argument(None, metavar="[ID]", show_default=False,
+                                     help="A comment of the visitor to unban."),
+    ip: bool = typer.Option(True, "--ip/--no-ip", help="Also lift the ban of the comment's "
+                            "network (IP, or IPv6 /64)."),
+    ban_id: str = typer.Option(None, "--ban-id", help="Lift this one ban instead (an id "
+                               "from `comments bans`).", show_default=False),
+) -> None:
+    """Lift the bans of a comment's author (as `ban` made them), or one ban by its id."""
+    from appliance.connections import open_sql
+    from appliance.services import bans
+
+    if (comment_id is None) == (ban_id is None):
+        fail("Give either a comment id or --ban-id ID.", 2)
+    database = open_sql(state.settings)
+    if ban_id is not None:
+        lifted = [bans.lift_ban(database, bans.ban_id_from(ban_id))]
+    else:
+        lifted = bans.lift_author_bans(database, comment_id, ip)
+    for ban in lifted:
+        console.print(f"Lifted ban {ban.id}: {bans.KIND_NAMES.get(ban.kind, ban.kind)} "
+                      f"{ban.value_hash} on {ban.site}.", highlight=False, markup=False)

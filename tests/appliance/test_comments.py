@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from appliance import events
-from appliance.errors import Forbidden, InvalidInput, RateLimited, UnknownComment
+from appliance.errors import Conflict, Forbidden, InvalidInput, RateLimited, UnknownComment
 from appliance.services import publishing
 from appliance.services.comments import CommentInput, CommentService
 from appliance.services.moderation import moderate
@@ -445,3 +445,134 @@ async def test_votes_count_once_per_visitor_flush_to_sql_and_rank_top(
         await service.vote(site, first.id, "sideways", ANN)
     await client.aclose()
     sql.close()
+
+
+# -- a deleted comment readers never saw stays unseen; a deleted comment stays deleted -------
+
+@pytest.mark.parametrize("deleted_by", ["author", "moderator"])
+async def test_a_pending_comment_deleted_never_shows_as_a_placeholder(
+        service, database, listener, redis_client, deleted_by):
+    # Found by an audit: deleting a pending comment showed everyone a "[deleted]" placeholder
+    # of a comment nobody but its author had ever seen.
+    site = site_with(database, moderation="first_time")
+    shown = await post(service, site, body="shown", visitor=BOB)
+    listener.run_once()
+    moderate(redis_client, database, [shown.id], "approved")
+    waiting = await post(service, site, body="wait for me")
+    assert waiting.status == "pending"
+    listener.run_once()
+    if deleted_by == "author":
+        await service.delete(site, waiting.id, waiting.edit_token)
+        assert listener.run_once() == 1
+    else:
+        moderate(redis_client, database, [waiting.id], "deleted")
+    for reader in (None, ANN, BOB):  # nobody sees it, not even its author
+        thread = await service.thread(site, "/post", visitor_id=reader)
+        assert [(c["id"], c["status"]) for c in thread["comments"]] == [(shown.id, "approved")]
+        assert thread["total"] == 1
+    assert await service.counts("blog", ["/post"]) == {"/post": 1}
+    stored = comment_store.get_comment(database, waiting.id)
+    assert (stored.status, stored.body_html, stored.deleted_while_hidden) == ("deleted", "", True)
+    with pytest.raises(InvalidInput) as refused:  # nobody can reply to what nobody sees
+        await post(service, site, body="a reply", visitor=BOB, parent_id=waiting.id)
+    assert refused.value.code == "unknown_parent"
+
+
+async def test_a_pending_comment_deleted_under_shown_replies_keeps_their_place(
+        service, database, listener, redis_client):
+    site = get_site(database, "blog")
+    root = await post(service, site, body="root words")
+    listener.run_once()
+    reply = await post(service, site, body="a reply", visitor=BOB, parent_id=root.id)
+    listener.run_once()
+    moderate(redis_client, database, [root.id], "pending")  # a moderator takes it back
+    await service.delete(site, root.id, root.edit_token)  # and its author deletes it
+    listener.run_once()
+    for reader in (None, ANN):
+        thread = await service.thread(site, "/post", visitor_id=reader)
+        assert [(c["id"], c["status"], c["html"]) for c in thread["comments"]] == [
+            (root.id, "deleted", ""), (reply.id, "approved", "<p>a reply</p>")]
+        assert thread["total"] == 1
+    # An approved comment deleted stays a placeholder for everyone, as before.
+    await service.delete(site, reply.id, reply.edit_token)
+    listener.run_once()
+    thread = await service.thread(site, "/post")
+    assert [(c["id"], c["status"]) for c in thread["comments"]] == [
+        (root.id, "deleted"), (reply.id, "deleted")]
+    assert thread["total"] == 0
+
+
+async def test_erasing_a_visitor_shows_none_of_their_hidden_comments(
+        service, database, listener, redis_client, settings):
+    from appliance.services.privacy import erase_visitor
+
+    site = get_site(database, "blog")
+    approved = await post(service, site, body="approved words")
+    spam = await post(service, site, body="spam words")
+    pending = await post(service, site, body="pending words")
+    other = await post(service, site, body="someone else", visitor=BOB)
+    listener.run_once()
+    moderate(redis_client, database, [spam.id], "spam")
+    moderate(redis_client, database, [pending.id], "pending")
+    erase_visitor(redis_client, database, settings.hashing_key(), "blog", ANN)
+
+    thread = await service.thread(site, "/post")
+    assert [(c["id"], c["status"]) for c in thread["comments"]] == [
+        (approved.id, "deleted"), (other.id, "approved")]
+    assert thread["total"] == 1 == (await service.counts("blog", ["/post"]))["/post"]
+    stored = {c.id: (c.status, c.body_markdown, c.visitor_hash) for c in
+              comment_store.get_comments(database, [approved.id, spam.id, pending.id])}
+    assert stored == {approved.id: ("deleted", "", ""), spam.id: ("spam", "", ""),
+                      pending.id: ("deleted", "", "")}
+    listed = [c.id for c in comment_store.list_comments(database, "blog", "spam")]
+    assert listed == [spam.id]  # still in the moderators' spam list
+
+
+@pytest.mark.parametrize("how", ["author", "moderator", "hidden_then_author"])
+async def test_a_deleted_comment_cannot_be_edited(service, database, listener, redis_client,
+                                                  how):
+    # Found by an audit: within the window, a PATCH after a delete restored text into a
+    # comment its author deleted, or one a moderator hid and its author then deleted.
+    from appliance.workers.comment_handlers import handle_edit
+
+    site = get_site(database, "blog")
+    accepted = await post(service, site, body="original words")
+    listener.run_once()
+    if how == "author":
+        await service.delete(site, accepted.id, accepted.edit_token)
+        with pytest.raises(Conflict) as early:  # refused before the listener applied it
+            await service.edit(site, accepted.id, accepted.edit_token, "back again")
+        assert (early.value.code, early.value.status) == ("comment_deleted", 409)
+    elif how == "moderator":
+        moderate(redis_client, database, [accepted.id], "deleted")
+    else:
+        moderate(redis_client, database, [accepted.id], "spam")
+        await service.delete(site, accepted.id, accepted.edit_token)
+    listener.run_once()
+    with pytest.raises(Conflict) as refused:
+        await service.edit(site, accepted.id, accepted.edit_token, "back again")
+    assert refused.value.code == "comment_deleted"
+    assert listener.run_once() == 0  # nothing was queued
+    # An edit the web queued before it learnt of the delete is not applied by the listener.
+    handle_edit(redis_client, database, {"id": accepted.id, "body_markdown": "back again",
+                                         "body_html": "<p>back again</p>",
+                                         "edited_at": "2099-01-01T00:00:00"})
+    stored = comment_store.get_comment(database, accepted.id)
+    assert (stored.body_markdown, stored.body_html, stored.edited_at) == ("", "", None)
+    assert (await service.thread(site, "/post"))["total"] == 0
+
+
+async def test_an_edit_queued_before_the_delete_is_applied_then_erased(service, database,
+                                                                       listener):
+    site = get_site(database, "blog")
+    accepted = await post(service, site, body="original words")
+    await service.edit(site, accepted.id, accepted.edit_token, "edited words")
+    await service.delete(site, accepted.id, accepted.edit_token)
+    while listener.run_once():
+        pass
+    stored = comment_store.get_comment(database, accepted.id)
+    assert (stored.status, stored.body_markdown, stored.body_html) == ("deleted", "", "")
+    # Deleting again is accepted and changes nothing.
+    await service.delete(site, accepted.id, accepted.edit_token)
+    assert listener.run_once() == 1
+    assert comment_store.get_comment(database, accepted.id).status == "deleted"

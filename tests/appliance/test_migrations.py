@@ -41,3 +41,22 @@ def test_a_version_1_database_is_upgraded_keeping_its_rows(database):
     with database.connection_context():
         assert Comment.select().count() == 0  # the table works with its new columns
         assert database.table_exists("admin_token") and database.table_exists("ban")
+
+
+def test_a_version_5_database_gets_the_hidden_deletion_flag_and_keeps_its_comments(database):
+    from appliance.services.sites import add_site
+    from appliance.storage import comment_store
+
+    add_site(database, "blog", [])
+    comment_store.insert_comment(database, {
+        "id": "a" * 32, "site": "blog", "path": "/post", "body_markdown": "kept",
+        "body_html": "<p>kept</p>", "status": "deleted", "created_at": "2026-11-25T12:00:00"},
+        max_depth=4)
+    with database.connection_context():
+        database.execute_sql("ALTER TABLE comment DROP COLUMN deleted_while_hidden")
+        SchemaMigration.delete().where(SchemaMigration.version == 6).execute()
+    assert [version for version, _ in migrate(database)] == [6]
+    stored = comment_store.get_comment(database, "a" * 32)
+    # A comment deleted before the flag existed stays a placeholder, as it was.
+    assert (stored.body_html, stored.deleted_while_hidden) == ("<p>kept</p>", False)
+    assert [c.id for c in comment_store.thread(database, "blog", "/post")] == ["a" * 32]

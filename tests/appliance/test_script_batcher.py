@@ -71,3 +71,20 @@ async def test_a_dead_connection_fails_every_waiting_caller():
     assert all(isinstance(result, (redis_errors.ConnectionError, OSError))
                for result in results)
     await client.aclose()
+
+
+
+async def test_a_burst_sends_no_script_check(client):
+    """redis-py asks SCRIPT EXISTS before a pipeline holding Script objects: a second round
+    trip per burst that the batcher does not pay (a script Redis forgot is run again alone,
+    as test_a_lone_call_and_a_script_unknown_to_redis shows)."""
+    script = client.register_script(INCR_OR_FAIL)
+    assert await script(keys=["warm"], args=[1]) == 1  # Redis knows the script
+    await client.config_resetstat()
+    batcher = ScriptBatcher(client)
+    results = await asyncio.gather(*(batcher.call(script, [f"b{n % 2}"], [2])
+                                     for n in range(6)))
+    assert sorted(results) == [2, 2, 4, 4, 6, 6]
+    stats = await client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 6
+    assert not [name for name in stats if name.startswith("cmdstat_script")]

@@ -114,6 +114,12 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def ovation(redis_server, tmp_path_factory) -> Iterator[Ovation]:
     """web + listener + flusher + notifier; the site allows the static blog's origin."""
+    yield from serve_ovation(redis_server, tmp_path_factory)
+
+
+def serve_ovation(redis_server, tmp_path_factory, **more_settings) -> Iterator[Ovation]:
+    """The `ovation` fixture's servers, with `more_settings` (e.g. SMTP) for a module that
+    needs them; e-mail links point at the web server."""
     directory = tmp_path_factory.mktemp("ovation-browser")
     flush = redis.Redis(unix_socket_path=str(redis_server))
     flush.flushall()  # totals cached by earlier tests for a site also named "blog"
@@ -122,8 +128,9 @@ def ovation(redis_server, tmp_path_factory) -> Iterator[Ovation]:
     settings = Settings(
         database_url=f"sqlite:///{directory / 'ovation.db'}", redis_url=f"unix://{redis_server}",
         data_dir=directory / "data", secret_key="browser-test-secret", bind=f"127.0.0.1:{port}",
-        flush_interval_s=1.0, live_coalesce_ms=100, applause_cap=APPLAUSE_CAP,
-        comment_rate_limit=1000, comment_page_size=COMMENT_PAGE_SIZE)
+        public_url=f"http://127.0.0.1:{port}", flush_interval_s=1.0, live_coalesce_ms=100,
+        applause_cap=APPLAUSE_CAP, comment_rate_limit=1000, comment_page_size=COMMENT_PAGE_SIZE,
+        **more_settings)
     url = f"http://127.0.0.1:{port}"
     (directory / "static").mkdir()
     server = Ovation(settings=settings, url=url, log_dir=directory,
@@ -203,10 +210,12 @@ def axe_source() -> str:
 
 
 @contextlib.contextmanager
-def platformctl_up(data_dir: Path, log: Path) -> Iterator[str]:
+def platformctl_up(data_dir: Path, log: Path,
+                   extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """`platformctl up` with a private data dir, as a new user would run it; yields its URL."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("OVATION_")}
+    env.update(extra_env or {})
     with open(log, "ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "up", "--data-dir", str(data_dir), "--port", str(port)],

@@ -14,7 +14,8 @@ import httpx
 from playwright.async_api import async_playwright
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, platformctl_up
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
+from tests.notify.conftest import MailRecorder, SmtpServer
 
 IMAGES = REPO / "docs" / "images"
 CONVERSATION = [
@@ -60,6 +61,7 @@ async def shoot(url: str) -> None:
             await widget.locator("[data-state=live]").or_(
                 page.locator("ovation-widget[data-state=live]")).wait_for()
             await widget.locator("li.c").nth(1).wait_for()
+            await widget.locator("form.sub").wait_for()  # shown: this server sends e-mail
             await widget.locator("button[data-reaction=like]").click()
             for _ in range(4):
                 await widget.locator("button[data-reaction=applause]").click()
@@ -72,11 +74,20 @@ async def shoot(url: str) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as directory, \
-            platformctl_up(Path(directory) / "data", Path(directory) / "up.log") as url:
-        seed(url)
-        asyncio.run(asyncio.sleep(1.5))  # the listener stores the comments
-        asyncio.run(shoot(url))
+    # With e-mail configured (a local SMTP server), as most blogs would run it: the widget
+    # then offers the subscription to new posts.
+    smtp = SmtpServer(MailRecorder(), free_port())
+    smtp.start()
+    mail = {"OVATION_SMTP_HOST": "127.0.0.1", "OVATION_SMTP_PORT": str(smtp.port),
+            "OVATION_SMTP_SECURITY": "none"}
+    try:
+        with tempfile.TemporaryDirectory() as directory, \
+                platformctl_up(Path(directory) / "data", Path(directory) / "up.log", mail) as url:
+            seed(url)
+            asyncio.run(asyncio.sleep(1.5))  # the listener stores the comments
+            asyncio.run(shoot(url))
+    finally:
+        smtp.stop()
     print(f"wrote {IMAGES}/widget-light.png and widget-dark.png")
 
 

@@ -142,7 +142,7 @@ async def test_pending_comments_errors_and_load_more(ovation, static_site, new_c
     page = await open_page(context, url)
     widget = page.locator("ovation-widget")
     await widget.get_by_role("button", name="Post comment").click()
-    await expect(widget.locator(".msg").first).to_have_text("Please write something first.")
+    await expect(widget.locator(".msg").first).to_have_text("Your comment is empty or too long.")
     await expect(widget.get_by_label("Your comment")).to_be_focused()
 
     await widget.get_by_label("Your comment").fill("Please approve me")

@@ -309,3 +309,13 @@ async def test_the_counter_script_fills_an_index_page_with_one_request(
     await expect(rows.nth(1)).to_have_text(f"{posts[1]} 2 likes, 0 claps, 1 comments")
     await expect(rows.nth(2)).to_have_text(f"{posts[2]} 3 likes, 7 claps, 0 comments")
     assert batches == [ovation.api("/totals/batch")]
+
+
+async def test_no_subscription_form_where_no_e_mail_is_sent(ovation, static_site, new_context):
+    """These servers have no SMTP settings: the site configuration says so, and the widget
+    offers no subscription whose confirmation e-mail could never arrive."""
+    assert httpx.get(ovation.api("/config"), timeout=10).json()["email"] is False
+    page = await open_page(await new_context(), widget_page(static_site, "no-mail", "/posts/nm/"))
+    widget = page.locator("ovation-widget")
+    await expect(widget.locator("button[data-reaction=like]")).to_be_visible()  # config read
+    await expect(widget.locator("form.sub")).to_be_hidden()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -91,6 +93,69 @@ def test_ban_bans_visitor_and_network(env, posted, database):
     assert stored.status == "spam"
     assert comment_store.is_banned(database, "blog", stored.visitor_hash, "")
     assert comment_store.is_banned(database, "blog", "", stored.ip_hash)
+
+
+def test_bans_are_listed_and_unbanning_lets_the_visitor_comment_again(env, posted, database,
+                                                                      settings):
+    # Found by an audit: nothing could lift a ban, so a mistaken one was for ever.
+    assert invoke(env, "comments", "ban", posted[1], "--reason", "oops").exit_code == 0
+    listed = invoke(env, "comments", "bans", "--json")
+    assert listed.exit_code == 0, listed.output
+    bans = json.loads(listed.output)
+    assert sorted((ban["kind"], ban["site"], ban["reason"]) for ban in bans) == [
+        ("network", "blog", "oops"), ("visitor", "blog", "oops")]
+    table = invoke(env, "comments", "bans", "--site", "blog")
+    assert table.exit_code == 0 and all(str(ban["id"]) in table.output for ban in bans)
+
+    lifted = invoke(env, "comments", "unban", posted[1])
+    assert lifted.exit_code == 0, lifted.output
+    assert len(lifted.output.strip().splitlines()) == 2
+    assert json.loads(invoke(env, "comments", "bans", "--json").output) == []
+    stored = comment_store.get_comment(database, posted[1])
+    assert not comment_store.is_banned(database, "blog", stored.visitor_hash, stored.ip_hash)
+    assert asyncio.run(comment_again(settings, database)).status == "pending"
+
+    again = invoke(env, "comments", "unban", posted[1])
+    assert again.exit_code == 1 and len(again.output.strip().splitlines()) == 1
+    assert "No ban matches" in again.output
+
+
+def test_unban_by_ban_id_or_only_the_visitor(env, posted, database):
+    assert invoke(env, "comments", "ban", posted[0]).exit_code == 0
+    result = invoke(env, "comments", "unban", posted[0], "--no-ip")
+    assert result.exit_code == 0, result.output
+    left = json.loads(invoke(env, "comments", "bans", "--json").output)
+    assert [ban["kind"] for ban in left] == ["network"]  # --no-ip kept the network ban
+    result = invoke(env, "comments", "unban", "--ban-id", str(left[0]["id"]))
+    assert result.exit_code == 0 and f"Lifted ban {left[0]['id']}" in result.output
+    assert comment_store.list_bans(database) == []
+
+
+async def comment_again(settings, database):
+    """The second reader of `posted` comments once more, from the network of their comment."""
+    client = async_redis(settings)
+    sql = SqlRunner()
+    service = CommentService(client, database, settings, sql.run)
+    try:
+        return await service.submit(get_site(database, "blog"), CommentInput(
+            path="/post", body="Back again", visitor="visitor-cli-0001"), "198.51.100.2")
+    finally:
+        await client.aclose()
+        sql.close()
+
+
+@pytest.mark.parametrize(("args", "exit_code"), [
+    (("comments", "unban", "--ban-id", "424242"), 1),
+    (("comments", "unban", "--ban-id", "not-a-number"), 1),
+    (("comments", "unban", "0" * 32), 1),
+    (("comments", "unban", "no\x00id"), 1),
+    (("comments", "unban"), 2),
+    (("comments", "unban", "0" * 32, "--ban-id", "1"), 2),
+])
+def test_unban_errors_are_one_line(env, posted, args, exit_code):
+    result = invoke(env, *args)
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args", [

@@ -273,7 +273,9 @@ def test_doctor_reports_pending_migrations(tmp_path):
     assert result.returncode == 1
     assert "migration(s) pending: `platformctl migrate`" in " ".join(result.stdout.split())
     status = json.loads(run_cli("status", "--json", data_dir=tmp_path).stdout)
-    assert status["health"]["pending_migrations"] == 5 and not status["ok"]
+    from appliance.storage.migrations import MIGRATIONS
+
+    assert status["health"]["pending_migrations"] == len(MIGRATIONS) and not status["ok"]
 
 
 def test_doctor_finds_unit_drift(tmp_path, monkeypatch):

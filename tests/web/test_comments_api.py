@@ -371,6 +371,26 @@ async def test_the_author_edits_then_deletes_with_the_edit_token(client, redis_c
     assert comment_store.get_comment(database, accepted["id"]).body_markdown == ""
 
 
+async def test_a_deleted_comment_cannot_be_edited_with_its_token(client, redis_client, database,
+                                                                 settings):
+    # Found by an audit: a PATCH within the window after the DELETE restored the text.
+    accepted = await post_comment(client, "Regrettable words")
+    run_listener(redis_client, database, settings)
+    response = await client.delete(comment_url(accepted["id"]),
+                                   json={"edit_token": accepted["edit_token"]})
+    assert response.status_code == 202
+    edit = {"edit_token": accepted["edit_token"], "body": "Regrettable words"}
+    error = await assert_error(await client.patch(comment_url(accepted["id"]), json=edit), 409,
+                               "comment_deleted")
+    assert "deleted" in error["message"]
+    run_listener(redis_client, database, settings)
+    await assert_error(await client.patch(comment_url(accepted["id"]), json=edit), 409,
+                       "comment_deleted")
+    assert queued(redis_client) == 2  # the comment and its delete, no edit
+    stored = comment_store.get_comment(database, accepted["id"])
+    assert (stored.status, stored.body_markdown) == ("deleted", "")
+
+
 async def test_an_edit_is_possible_before_the_listener_stored_the_comment(
         client, redis_client, database, settings):
     accepted = await post_comment(client, "Typo")
@@ -441,6 +461,8 @@ async def test_openapi_documents_the_comment_routes(client):
     routes = spec["paths"]
     assert set(routes["/api/v1/sites/{site}/comments"]) >= {"get", "post"}
     assert set(routes["/api/v1/sites/{site}/comments/{comment_id}"]) >= {"patch", "delete"}
+    patch = routes["/api/v1/sites/{site}/comments/{comment_id}"]["patch"]
+    assert {"202", "400", "403", "404", "409", "429"} <= set(patch["responses"])
     post = routes["/api/v1/sites/{site}/comments"]["post"]
     assert {"202", "400", "403", "404", "409", "429"} <= set(post["responses"])
 

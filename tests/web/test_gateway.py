@@ -5,13 +5,17 @@ socket's connection and message budgets. Real Redis and SQL; limits set low for 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 
+from appliance.errors import RateLimited
 from appliance.services.counters import CounterService
+from appliance.services.rate_limits import Limit, RateLimiter
 from appliance.services.sites import add_site
 from appliance.services.sql_runner import SqlRunner
+from appliance.storage import site_store
 from appliance.storage.redis_client import async_redis
 from appliance.storage.site_store import get_site
 from tests.web.conftest import API, ORIGIN, SITE, assert_error
@@ -128,6 +132,53 @@ async def test_comment_edits_and_deletes_are_limited_per_network(guarded, redis_
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
     kinds = [fields["kind"] for _id, fields in redis_client.xrange("ov:stream:submissions")]
     assert kinds == ["comment"] + ["comment_edit"] * 5  # the refused ones queued nothing
+
+
+async def test_a_site_of_published_pages_charges_before_asking_the_database(guarded, database):
+    """Unknown paths cost a database read each: the limits are charged first, so a flood of
+    made-up paths is refused before it reaches SQL."""
+    app = await guarded()
+    site_store.update_site(database, dataclasses.replace(get_site(database, SITE),
+                                                         accept_unpublished_pages=False))
+    async with app.test_app() as running:
+        client = running.test_client()
+        statuses = [(await client.post(f"{API}/interactions",
+                                       json=interaction(f"visitor-pub-{n}", path=f"/made-up/{n}"))
+                     ).status_code for n in range(7)]
+        assert statuses == [404] * 5 + [429] * 2
+
+
+async def test_an_interaction_and_its_rate_limits_are_one_script_call(
+        make_settings, database_url, database, registry, redis_client):
+    """The charge runs inside the interaction's own script: one Redis round trip a request,
+    and a refused interaction changes nothing."""
+    settings = make_settings(database_url)
+    add_site(database, SITE, [])
+    client = async_redis(settings)
+    sql = SqlRunner()
+    service = CounterService(client, database, registry, settings, sql.run)
+    limiter = RateLimiter(client)
+    site = get_site(database, SITE)
+    await service.record(site, "/p", "view", "add", 1, "visitor-seed")  # caches /p's SQL totals
+    redis_client.config_resetstat()
+
+    def charge():
+        return limiter.charge("interactions", [(Limit("net", 2, 60), "network-hash"),
+                                               (Limit("visitor", 100, 60), "visitor-hash")])
+
+    for n in range(2):
+        outcome = await service.record(site, "/p", "view", "add", 1, f"visitor-one-{n}",
+                                       limit=charge())
+        assert outcome.applied == 1
+    with pytest.raises(RateLimited) as refused:
+        await service.record(site, "/p", "view", "add", 1, "visitor-one-9", limit=charge())
+    assert 1 <= refused.value.retry_after_s <= 60
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 3
+    (page,) = await service.totals(site, ["/p"])
+    assert page.totals["view"] == 3  # the seed's and the two allowed; the refused one: nothing
+    assert redis_client.exists("ov:rl:interactions:net:network-hash")
+    await client.aclose()
+    sql.close()
 
 
 async def test_a_flood_moves_counters_only_as_far_as_the_rules_allow(

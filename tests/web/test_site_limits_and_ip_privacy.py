@@ -133,7 +133,8 @@ def redis_dump(url: str) -> str:
 async def test_no_raw_client_address_is_written_anywhere(two_sites, database, redis_client,
                                                          redis_url, settings):
     app = await two_sites(rate_interactions_per_min=100, rate_reads_per_min=100,
-                          rate_interactions_per_visitor_per_min=100, rate_admin_per_min=100)
+                          rate_interactions_per_visitor_per_min=100, rate_admin_per_min=100,
+                          smtp_host="127.0.0.1")  # subscriptions need e-mail
     async with app.test_app() as running:
         client = running.test_client()
         for n, address in enumerate(ADDRESSES):

@@ -1,4 +1,5 @@
-"""Admin API for moderators: list comments, change their status, ban authors (scope moderate)."""
+"""Admin API for moderators: list comments, change their status, ban authors and lift bans
+(scope moderate)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from quart_schema import (
 )
 
 from appliance.errors import UnknownComment
+from appliance.services import bans
 from appliance.services.moderation import ban_author, moderate
 from appliance.storage import comment_store
 from web.auth import BEARER_SECURITY, token_required
@@ -22,7 +24,10 @@ from web.schemas import (
     AdminCommentsQuery,
     AdminCommentsResponse,
     BanAccepted,
+    BanModel,
     BanRequest,
+    BansQuery,
+    BansResponse,
     ErrorResponse,
     ModerateRequest,
     ModerateResponse,
@@ -106,3 +111,44 @@ async def ban(site: str, data: BanRequest) -> BanAccepted:
     banned = await rt.sql.run(ban_author, rt.sync_redis, rt.database, data.comment_id,
                               data.network, data.reason, data.remove)
     return BanAccepted(comment_id=data.comment_id, banned=banned)
+
+
+@admin_comments.get("/bans")
+@token_required("moderate")
+@tag(["admin"])
+@security_scheme(BEARER_SECURITY)
+@validate_querystring(BansQuery)
+@validate_response(BansResponse, 200)
+@validate_response(ErrorResponse, 400)
+@validate_response(ErrorResponse, 401)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+async def list_bans(site: str, query_args: BansQuery) -> BansResponse:
+    """The site's bans, newest first; with `comment_id`, those that match its author."""
+    rt = runtime()
+    await rt.sites.get(site)
+    if query_args.comment_id is not None:
+        found = await rt.sql.run(bans.author_bans, rt.database, query_args.comment_id, True,
+                                 site)
+        found = found[query_args.offset:query_args.offset + query_args.limit]
+    else:
+        found = await rt.sql.run(comment_store.list_bans, rt.database, site, query_args.limit,
+                                 query_args.offset)
+    return BansResponse(bans=[BanModel(**bans.describe(ban)) for ban in found])
+
+
+@admin_comments.delete("/bans/<ban_id>")
+@token_required("moderate")
+@tag(["admin"])
+@security_scheme(BEARER_SECURITY)
+@validate_response(BanModel, 200)
+@validate_response(ErrorResponse, 401)
+@validate_response(ErrorResponse, 403)
+@validate_response(ErrorResponse, 404)
+async def lift_ban(site: str, ban_id: str) -> BanModel:
+    """Lift a ban (a mistaken one, or one that has served its time): the visitor or network
+    may comment again at once. Answers the ban lifted."""
+    rt = runtime()
+    await rt.sites.get(site)
+    lifted = await rt.sql.run(bans.lift_ban, rt.database, bans.ban_id_from(ban_id), site)
+    return BanModel(**bans.describe(lifted))

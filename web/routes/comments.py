@@ -131,10 +131,12 @@ async def read_thread(site: str) -> Response:
 @validate_response(ErrorResponse, 400)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 409)
 @validate_response(ErrorResponse, 429)
 @validate_response(ErrorResponse, 503)
 async def edit_comment(site: str, comment_id: str, data: CommentEditRequest):
-    """The author edits their comment (with its edit token, within the edit window)."""
+    """The author edits their comment (with its edit token, within the edit window). A
+    deleted comment cannot be edited: 409 `comment_deleted`."""
     record = await site_for_request(site)
     # Each edit is pushed to every open copy of the page: limited like interactions.
     await rate_limit("interactions", record.name)

@@ -22,7 +22,7 @@ from appliance.services.visitors import visitor_hash
 from web.broker import SendText, Subscription
 from web.routes import runtime
 from web.routes.comments import accepted_model, comment_input
-from web.routes.site_access import rate_limit
+from web.routes.site_access import rate_charge
 from web.schemas import (
     ClientMessage,
     CommentMessage,
@@ -166,10 +166,11 @@ async def _handle(raw, record, subscription: Subscription, send, address: str = 
                         "comment": accepted_model(submitted).model_dump()})
         elif isinstance(message, InteractMessage):
             message_id = message.id
-            await rate_limit("interactions", record.name, message.visitor, address)
+            # The charge runs inside the interaction's Redis script: one round trip.
+            charge = await rate_charge("interactions", record, message.visitor, address)
             outcome = await rt.counters.record(record, message.path, message.reaction,
                                                message.action, message.amount, message.visitor,
-                                               message.choice, message.score)
+                                               message.choice, message.score, limit=charge)
             await send({"type": "result", "id": message.id, "path": outcome.page.path,
                         "totals": outcome.page.totals, "visitor": outcome.page.visitor,
                         "applied": outcome.applied})

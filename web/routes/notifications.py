@@ -19,6 +19,7 @@ from quart import Blueprint, Response, request
 from quart_schema import tag, validate_request, validate_response
 
 from appliance import events
+from appliance.errors import EmailDisabled
 from appliance.notify import consent
 from appliance.notify.keys import address_hash
 from appliance.notify.links import read_token
@@ -60,14 +61,18 @@ class SubscribeAccepted(BaseModel):
 @validate_response(ErrorResponse, 400)
 @validate_response(ErrorResponse, 403)
 @validate_response(ErrorResponse, 404)
+@validate_response(ErrorResponse, 409)
 @validate_response(ErrorResponse, 429)
 @validate_response(ErrorResponse, 503)
 async def subscribe(site: str, data: SubscribeRequest):
     """Subscribe an e-mail address to a site's new posts (or replies to its comments). The
-    address gets a confirmation link and nothing else until it is followed."""
+    address gets a confirmation link and nothing else until it is followed. Refused with
+    409 `email_disabled` where the appliance sends no e-mail (no SMTP server set)."""
     record = await site_for_request(site)
     address = check_address(data.email)
     rt = runtime()
+    if not rt.settings.smtp_host:  # a pending subscription nobody could ever confirm
+        raise EmailDisabled("This site sends no e-mail, so it cannot take subscriptions.")
     await rt.limiter.check("subscribe", [
         (SUBSCRIBE_PER_NETWORK, await rt.comments.ip_salts.rate_key(record.name, client_ip())),
         (SUBSCRIBE_PER_ADDRESS, address_hash(record.name, address))])

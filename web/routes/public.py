@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
 from appliance.errors import InvalidInput
@@ -10,7 +10,13 @@ from appliance.plugin_api import Kind
 from appliance.services.counters import PageTotals
 from appliance.services.site_reactions import SiteReaction
 from web.routes import runtime
-from web.routes.site_access import add_cors_headers, rate_limit, site_for_request
+from web.routes.lean_schema import documents_responses, json_response, validate_json_body
+from web.routes.site_access import (
+    add_cors_headers,
+    rate_charge,
+    rate_limit,
+    site_for_request,
+)
 from web.schemas import (
     BatchTotalsRequest,
     BatchTotalsResponse,
@@ -37,27 +43,27 @@ public.after_request(add_cors_headers)
 
 @public.post("/interactions")
 @tag(["public"])
-@validate_request(InteractionRequest)
-@validate_response(InteractionResponse, 200)
-@validate_response(ErrorResponse, 400)
-@validate_response(ErrorResponse, 403)
-@validate_response(ErrorResponse, 404)
-@validate_response(ErrorResponse, 503)
-async def record_interaction(site: str, data: InteractionRequest) -> InteractionResponse:
+@validate_json_body(InteractionRequest)
+@documents_responses((InteractionResponse, 200), (ErrorResponse, 400), (ErrorResponse, 403),
+                     (ErrorResponse, 404), (ErrorResponse, 503))
+async def record_interaction(site: str, data: InteractionRequest) -> Response:
     """Record a view, like, unlike, applause or plugin reaction; answer with the live totals.
 
     Rules are enforced here, not in the widget: a like counts once per visitor, applause is
     capped per visitor per page (more is answered with the capped state, `applied` 0), views
     count once per visitor per page per window.
     """
+    # Every page view calls this route: it validates with a prebuilt adapter and answers
+    # with JSON it encodes itself (lean_schema), and the rate-limit charge runs inside the
+    # interaction's Redis script, so a request costs one Redis round trip.
     record = await site_for_request(site)
-    await rate_limit("interactions", record.name, data.visitor)
+    charge = await rate_charge("interactions", record, data.visitor)
     outcome = await runtime().counters.record(record, data.path, data.reaction, data.action,
                                               data.amount, data.visitor, data.choice,
-                                              data.score)
+                                              data.score, limit=charge)
     page = outcome.page
-    return InteractionResponse(path=page.path, totals=page.totals, visitor=page.visitor,
-                               stale=page.stale, applied=outcome.applied)
+    return json_response({"path": page.path, "totals": page.totals, "visitor": page.visitor,
+                          "stale": page.stale, "applied": outcome.applied})
 
 
 @public.get("/totals")
@@ -104,11 +110,13 @@ async def batch_totals(site: str, data: BatchTotalsRequest) -> BatchTotalsRespon
 @validate_response(ErrorResponse, 404)
 @validate_response(ErrorResponse, 503)
 async def site_config(site: str) -> SiteConfigResponse:
-    """The site's reaction types, so the widget renders whatever plugins are enabled."""
+    """The site's reaction types, so the widget renders whatever plugins are enabled, and
+    whether e-mail is sent, so it offers subscriptions only when a confirmation can arrive."""
     record = await site_for_request(site)
     await rate_limit("reads", record.name)
     reactions = [reaction_model(reaction) for reaction in runtime().counters.layout(record)]
-    return SiteConfigResponse(site=record.name, title=record.title, reactions=reactions)
+    return SiteConfigResponse(site=record.name, title=record.title, reactions=reactions,
+                              email=bool(runtime().settings.smtp_host))
 
 
 def reaction_model(reaction: SiteReaction) -> ReactionTypeModel:

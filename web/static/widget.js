@@ -9,9 +9,8 @@ const script = document.currentScript;
 if (!window.customElements || customElements.get("ovation-widget")) return;
 // /widget.js as served carries widget.css here (web/routes/pages.py inlines it).
 const CSS = "__OVATION_CSS__";
-const data = name => (script && script.getAttribute("data-" + name)) || "";
-const API = (data("api") || (script && script.src ? new URL(script.src, location.href).origin
-  : location.origin)).replace(/\/+$/, "");
+const data = name => script?.dataset[name] || "";
+const API = (data("api") || (script?.src ? new URL(script.src).origin : location.origin)).replace(/\/+$/, "");
 const POLL_MS = 5000;
 const viewed = new Set();  // one view per page per load, even if the element is re-created
 
@@ -30,7 +29,7 @@ oldest ~ Oldest ~ Älteste ~ Plus anciens
 newest ~ Newest ~ Neueste ~ Plus récents
 top ~ Top ~ Beste ~ Meilleurs
 your ~ Your comment ~ Dein Kommentar ~ Votre commentaire
-hint ~ Markdown works: **bold**, _italic_, [link](https://…), \`code\`. ~ Markdown geht: **fett**, _kursiv_, [Link](https://…), \`Code\`. ~ Markdown accepté : **gras**, _italique_, [lien](https://…), \`code\`.
+hint ~ Markdown: **bold**, _italic_, [link](https://…), \`code\`. ~ Markdown: **fett**, _kursiv_, [Link](https://…), \`Code\`. ~ Markdown : **gras**, _italique_, [lien](https://…), \`code\`.
 name ~ Name (optional) ~ Name (optional) ~ Nom (facultatif)
 email ~ E-mail (optional, never shown) ~ E-Mail (optional, wird nie gezeigt) ~ E-mail (facultatif, jamais affiché)
 notify ~ E-mail me replies ~ Antworten per E-Mail ~ M'avertir des réponses
@@ -56,7 +55,6 @@ down ~ Not helpful ~ Nicht hilfreich ~ Pas utile
 thanks ~ Thank you! Your comment is posted. ~ Danke! Dein Kommentar ist veröffentlicht. ~ Merci ! Votre commentaire est publié.
 held ~ Thank you! Your comment appears once a moderator approves it. ~ Danke! Dein Kommentar erscheint, sobald er freigegeben ist. ~ Merci ! Votre commentaire apparaîtra après modération.
 saved ~ Saved. ~ Gespeichert. ~ Enregistré.
-gone ~ Deleted. ~ Gelöscht. ~ Supprimé.
 live ~ Live ~ Live ~ En direct
 retry ~ Reconnecting… ~ Verbinde neu… ~ Reconnexion…
 poll ~ Updating every few seconds ~ Aktualisiert alle paar Sekunden ~ Mise à jour toutes les quelques secondes
@@ -64,19 +62,20 @@ newPost ~ New post: ~ Neuer Beitrag: ~ Nouvel article :
 region ~ Reactions and comments ~ Reaktionen und Kommentare ~ Réactions et commentaires
 reactions ~ Reactions ~ Reaktionen ~ Réactions
 loading ~ Loading comments… ~ Kommentare werden geladen… ~ Chargement des commentaires…
-empty ~ Please write something first. ~ Bitte schreib zuerst etwas. ~ Écrivez d'abord quelque chose.
 e_rate_limited ~ You are commenting too fast. Please try again in {n} s. ~ Du kommentierst zu schnell. Bitte versuch es in {n} s wieder. ~ Vous commentez trop vite. Réessayez dans {n} s.
 e_duplicate_comment ~ You posted this comment already. ~ Diesen Kommentar hast du schon gesendet. ~ Vous avez déjà publié ce commentaire.
-e_banned ~ Commenting is not possible from here. ~ Von hier aus kann nicht kommentiert werden. ~ Impossible de commenter depuis ici.
 e_edit_window_closed ~ The time to change this comment is over. ~ Die Zeit zum Ändern dieses Kommentars ist abgelaufen. ~ Le délai pour modifier ce commentaire est passé.
 e_invalid_edit_token ~ This comment cannot be changed from this browser. ~ Dieser Kommentar kann in diesem Browser nicht geändert werden. ~ Ce commentaire ne peut pas être modifié depuis ce navigateur.
 e_unknown_parent ~ The comment you replied to is gone. ~ Der Kommentar, auf den du antwortest, ist weg. ~ Le commentaire auquel vous répondez a disparu.
 e_service_unavailable ~ The server is busy. Please try again in a moment. ~ Der Server ist ausgelastet. Bitte versuch es gleich noch einmal. ~ Le serveur est occupé. Réessayez dans un instant.
-e_network ~ Could not reach the server. Check your connection and try again. ~ Der Server ist nicht erreichbar. Prüfe deine Verbindung. ~ Serveur injoignable. Vérifiez votre connexion.
+e_network ~ Could not reach the server. Check your connection. ~ Der Server ist nicht erreichbar. Prüfe deine Verbindung. ~ Serveur injoignable. Vérifiez votre connexion.
 e_body ~ Your comment is empty or too long. ~ Dein Kommentar ist leer oder zu lang. ~ Votre commentaire est vide ou trop long.
-e_author_email ~ That e-mail address does not look right. ~ Diese E-Mail-Adresse sieht nicht richtig aus. ~ Cette adresse e-mail semble incorrecte.
-e_origin_not_allowed ~ Comments are not enabled for this address. ~ Kommentare sind für diese Adresse nicht freigeschaltet. ~ Les commentaires ne sont pas activés pour cette adresse.
+e_email ~ That e-mail address does not look right. ~ Diese E-Mail-Adresse sieht nicht richtig aus. ~ Cette adresse e-mail semble incorrecte.
+e_origin_not_allowed ~ Commenting is not possible from here. ~ Von hier aus kann nicht kommentiert werden. ~ Impossible de commenter depuis ici.
+e_many ~ Too many requests. Please try again later. ~ Zu viele Anfragen. Bitte versuch es später wieder. ~ Trop de demandes. Réessayez plus tard.
 e_other ~ Something went wrong ({m}). ~ Etwas ist schiefgegangen ({m}). ~ Une erreur est survenue ({m}).
+subMail ~ E-mail address ~ E-Mail-Adresse ~ Adresse e-mail
+follow ~ Subscribe to new posts ~ Neue Beiträge abonnieren ~ S'abonner aux nouveaux articles
 rx_like ~  ~ Gefällt mir ~ J'aime
 rx_applause ~  ~ Applaus ~ Applaudissements`;
 const L = { en: {}, de: {}, fr: {} };
@@ -92,14 +91,14 @@ const store = (() => {
     localStorage.removeItem("ovation.probe");
     return localStorage;
   } catch (e) {
-    const memory = new Map();
-    return { getItem: k => memory.get(k) ?? null, setItem: (k, v) => memory.set(k, String(v)) };
+    const memory = {};
+    return { getItem: k => memory[k] ?? null, setItem: (k, v) => { memory[k] = "" + v; } };
   }
 })();
 const visitorId = () => {
   let id = store.getItem("ovation.visitor");
   if (!/^[\w-]{8,64}$/.test(id || "")) {
-    id = "v-" + Array.from(crypto.getRandomValues(new Uint8Array(12)), b => b.toString(16).padStart(2, "0")).join("");
+    id = "v-" + crypto.getRandomValues(new Uint32Array(3)).join("-");  // 96 random bits
     store.setItem("ovation.visitor", id);
   }
   return id;
@@ -112,7 +111,6 @@ const ownSave = all => {
   for (const id in all) if (all[id].u < Date.now()) delete all[id];
   store.setItem("ovation.mine", JSON.stringify(all));
 };
-const query = params => new URLSearchParams(params);
 
 // Build DOM: attributes are set, never parsed; children are nodes or plain text.
 const h = (tag, props, ...kids) => {
@@ -179,7 +177,7 @@ class OvationWidget extends HTMLElement {
     const d = e.details || {}, c = e.code;
     if (c == "reaction_rejected") return e.message;  // a plugin's own words
     // A message for each server error code ("e_" + code); invalid_input's by its details.field.
-    const key = "e_" + (c == "invalid_input" ? d.field : c == "unknown_site" ? "origin_not_allowed" : c);
+    const key = "e_" + (c == "invalid_input" ? d.field?.replace("author_", "") : c == "unknown_site" || c == "banned" ? "origin_not_allowed" : c);
     return L.en[key] ? this.t(key, { n: d.retry_after_s }) : this.t("e_other", { m: e.message || c });
   }
   async req(method, route, body) {
@@ -212,7 +210,7 @@ class OvationWidget extends HTMLElement {
         h("section", { "aria-labelledby": "ov-h" },
           h("div", { class: "head" }, this.heading, h("label", { class: "chk" }, T("sort"), this.sorter)),
           this.form(null), this.freshButton, this.empty, this.list, this.more),
-        h("p", { class: "foot" }, this.state)));
+        this.subscribe(), h("p", { class: "foot" }, this.state)));
     // A constructed style sheet needs no 'unsafe-inline' under the host page's CSP.
     try {
       const sheet = new CSSStyleSheet();
@@ -225,13 +223,14 @@ class OvationWidget extends HTMLElement {
 
   boot() {
     const gen = this.gen, key = this.site + " " + this.path;
-    const totals = () => this.req("GET", "/totals?" + query({ path: this.path, visitor: this.visitor }));
+    const totals = () => this.req("GET", "/totals?" + new URLSearchParams({ path: this.path, visitor: this.visitor }));
     const first = viewed.has(key) ? totals()
       : this.interact("view", "add", 1).catch(e => e.code == "unknown_reaction" ? totals() : Promise.reject(e));
     viewed.add(key);
     Promise.all([this.req("GET", "/config"), first]).then(([config, state]) => {
       if (gen != this.gen) return;
       this.renderBar(config.reactions);
+      this.sub.hidden = !config.email;  // no SMTP here: no confirmation could arrive
       this.apply(state);
     }, e => this.flash(e));
     this.loadThread(0);
@@ -403,7 +402,7 @@ class OvationWidget extends HTMLElement {
     const gen = this.gen;
     this.more.disabled = true;
     try {
-      const page = await this.req("GET", "/comments?" + query({ path: this.path, sort: this.sort, offset, visitor: this.visitor }));
+      const page = await this.req("GET", "/comments?" + new URLSearchParams({ path: this.path, sort: this.sort, offset, visitor: this.visitor }));
       if (gen != this.gen) return;
       if (!offset) {
         this.list.replaceChildren();
@@ -513,6 +512,27 @@ class OvationWidget extends HTMLElement {
     return o && o.u > Date.now() ? o : null;
   }
 
+  // A form that sends on submit: its submit button waits for the answer, and the live region
+  // under it says what `work` answers, or the error (in red). `work` may throw {code} first.
+  sender(work, ...kids) {
+    const msg = h("p", { class: "msg", "aria-live": "polite" });
+    const say = (s, bad) => { msg.textContent = s || ""; msg.classList.toggle("bad", !!bad); };
+    const form = h("form", { novalidate: true, onsubmit: async e => {
+      e.preventDefault();
+      // A disabled button loses the focus (to the page's body): a keyboard user gets it back.
+      const send = form.querySelector("[type=submit]"), had = this.shadowRoot.activeElement == send;
+      send.disabled = true;
+      say(this.t("posting"));
+      try {
+        say(await work());
+      } catch (err) {
+        say(this.err(err), true);
+      }
+      send.disabled = false;
+      if (had && document.activeElement == document.body) send.focus();
+    } }, ...kids, msg);
+    return form;
+  }
   // The comment form: new comments (parent null) and replies (parent: a comment's record).
   form(parent) {
     const T = (k, v) => this.t(k, v), id = "ov-f" + ++formSeq;
@@ -521,53 +541,56 @@ class OvationWidget extends HTMLElement {
     const mail = h("input", { type: "email", autocomplete: "email", maxlength: "254" });
     const notify = h("input", { type: "checkbox", disabled: true });
     const trap = h("input", { name: "hp", tabindex: "-1", autocomplete: "off" });
-    const msg = h("p", { class: "msg", "aria-live": "polite" });
-    const send = h("button", { type: "submit", class: "go" }, T("post"));
     name.value = store.getItem("ovation.name") || "";
     mail.addEventListener("input", () => { notify.disabled = !mail.value.trim(); });
     text.addEventListener("keydown", e => {
       if (e.key == "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
       if (e.key == "Escape" && parent) this.closeReply(parent);
     });
-    const form = h("form", { novalidate: true, onsubmit: async e => {
-      e.preventDefault();
+    const form = this.sender(async () => {
       const body = text.value.trim();
-      const say = (s, bad) => { msg.textContent = s; msg.classList.toggle("bad", !!bad); };
-      if (!body) { say(T("empty"), true); text.focus(); return; }
+      if (!body) { text.focus(); throw { code: "body" }; }
       const payload = { path: this.path, body, visitor: this.visitor, hp: trap.value };
       if (name.value.trim()) payload.author_name = name.value.trim();
       if (mail.value.trim()) Object.assign(payload, { author_email: mail.value.trim(), notify_replies: notify.checked });
       if (parent) payload.parent_id = parent.c.id;
-      send.disabled = true;
-      say(T("posting"));
-      try {
-        const r = await this.req("POST", "/comments", payload);
-        store.setItem("ovation.name", payload.author_name || "");
-        const all = ownAll();
-        all[r.id] = { t: r.edit_token, u: Date.parse(r.editable_until), b: body };
-        ownSave(all);
-        text.value = "";
-        say(T(r.status == "pending" ? "held" : "thanks"));
-        if (r.html) {
-          const rec = this.put({ id: r.id, parent_id: payload.parent_id || null, depth: parent ? parent.c.depth + 1 : 0,
-            author_name: payload.author_name, html: r.html, status: r.status, created_at: r.created_at, mine: true }, true);
-          if (r.status == "approved") this.setCount(this.total + 1);
-          if (parent) { this.closeReply(parent); this.announce(msg.textContent); rec.li.focus(); }
-        }
-      } catch (err) {
-        say(this.err(err), true);
+      const r = await this.req("POST", "/comments", payload), said = T(r.status == "pending" ? "held" : "thanks");
+      store.setItem("ovation.name", payload.author_name || "");
+      const all = ownAll();
+      all[r.id] = { t: r.edit_token, u: Date.parse(r.editable_until), b: body };
+      ownSave(all);
+      text.value = "";
+      if (r.html) {
+        const rec = this.put({ ...r, parent_id: payload.parent_id || null, depth: parent ? parent.c.depth + 1 : 0,
+          author_name: payload.author_name, mine: true }, true);
+        if (r.status == "approved") this.setCount(this.total + 1);
+        if (parent) { this.closeReply(parent); this.announce(said); rec.li.focus(); }
       }
-      send.disabled = false;
-    } },
+      return said;
+    },
     h("label", { for: text.id }, parent ? T("replyTo", { name: parent.c.author_name || T("anon") }) : T("your")),
     text, h("p", { class: "you", id: id + "h" }, T("hint")),
     h("div", { class: "row" }, h("label", {}, T("name"), name), h("label", {}, T("email"), mail),
       h("label", { class: "chk" }, notify, T("notify"))),
     h("div", { class: "hp", "aria-hidden": "true" }, h("label", {}, "Leave this empty", trap)),
-    h("div", { class: "row" }, send, parent ? h("button", { type: "button", onclick: () => this.closeReply(parent) }, T("cancel")) : null),
-    msg);
+    h("div", { class: "row" }, h("button", { type: "submit", class: "go" }, T("post")),
+      parent ? h("button", { type: "button", onclick: () => this.closeReply(parent) }, T("cancel")) : null));
     form.text = text;
     return form;
+  }
+  // New posts by e-mail: the server mails a confirmation link (double opt-in) and answers in
+  // words that never tell whether the address was subscribed already.
+  subscribe() {
+    const mail = h("input", { id: "ov-s", type: "email", autocomplete: "email", maxlength: "254" });
+    this.sub = this.sender(async () => {
+      const r = await this.req("POST", "/subscriptions", { email: mail.value.trim(), list: "posts" })
+        .catch(e => { throw e.code == "rate_limited" ? { code: "many" } : e; });  // a limit per hour and day
+      mail.value = "";
+      return r.message;  // the server's words, as in the e-mail and the page its link opens
+    }, h("label", { for: "ov-s" }, this.t("subMail")), h("div", { class: "row" }, mail, h("button", { type: "submit" }, this.t("follow"))));
+    this.sub.className = "sub";
+    this.sub.hidden = true;
+    return this.sub;
   }
   replyForm(rec) {
     if (rec.reply) return this.closeReply(rec);
@@ -584,26 +607,21 @@ class OvationWidget extends HTMLElement {
   }
   editForm(rec, own) {
     const T = k => this.t(k), text = h("textarea", { "aria-label": T("edit"), maxlength: "10000" });
-    const msg = h("p", { class: "msg bad", "aria-live": "polite" });
     const done = () => { rec.editing = false; this.fill(rec); rec.li.focus(); };
     text.value = own.b || "";
     rec.editing = true;
-    const form = h("form", { novalidate: true, onsubmit: async e => {
-      e.preventDefault();
-      if (!text.value.trim()) { msg.textContent = T("empty"); return; }
-      try {
-        const r = await this.req("PATCH", "/comments/" + rec.c.id, { edit_token: own.t, body: text.value.trim() });
-        const all = ownAll();
-        if (all[rec.c.id]) all[rec.c.id].b = text.value.trim();
-        ownSave(all);
-        Object.assign(rec.c, { html: r.html, edited_at: rec.c.edited_at || new Date().toISOString() });
-        done();
-        this.announce(T("saved"));
-      } catch (err) {
-        msg.textContent = this.err(err);
-      }
-    } }, text, h("div", { class: "row" }, h("button", { type: "submit", class: "go" }, T("save")),
-      h("button", { type: "button", onclick: done }, T("cancel"))), msg);
+    const form = this.sender(async () => {
+      const body = text.value.trim();
+      if (!body) throw { code: "body" };
+      const r = await this.req("PATCH", "/comments/" + rec.c.id, { edit_token: own.t, body });
+      const all = ownAll();
+      if (all[rec.c.id]) all[rec.c.id].b = body;
+      ownSave(all);
+      Object.assign(rec.c, { html: r.html, edited_at: rec.c.edited_at || new Date().toISOString() });
+      done();
+      this.announce(T("saved"));
+    }, text, h("div", { class: "row" }, h("button", { type: "submit", class: "go" }, T("save")),
+      h("button", { type: "button", onclick: done }, T("cancel"))));
     text.addEventListener("keydown", e => { if (e.key == "Escape") done(); });
     rec.li.querySelector(".body").replaceWith(form);
     rec.li.querySelector(".acts").hidden = true;
@@ -619,7 +637,7 @@ class OvationWidget extends HTMLElement {
       ownSave(all);
       this.fill(rec);
       rec.li.focus();
-      this.announce(this.t("gone"));
+      this.announce(this.t("deleted"));
     } catch (e) {
       this.flash(e);
     }
@@ -742,8 +760,8 @@ class OvationWidget extends HTMLElement {
   async catchUp() {
     try {
       const [state, page] = await Promise.all([
-        this.req("GET", "/totals?" + query({ path: this.path, visitor: this.visitor })),
-        this.req("GET", "/comments?" + query({ path: this.path, sort: "newest", limit: 50, visitor: this.visitor }))]);
+        this.req("GET", "/totals?" + new URLSearchParams({ path: this.path, visitor: this.visitor })),
+        this.req("GET", "/comments?" + new URLSearchParams({ path: this.path, sort: "newest", limit: 50, visitor: this.visitor }))]);
       this.apply(state);
       for (const c of page.comments) {
         const rec = this.byId.get(c.id);
