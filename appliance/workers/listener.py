@@ -16,7 +16,12 @@ from appliance.paths import normalise_path
 from appliance.storage import publication_store
 from appliance.storage.models import Page, ProcessedEvent, Site, utcnow
 from appliance.workers.comment_handlers import comment_handlers, store_comments
-from appliance.workers.stream_consumer import SERVICE_OUTAGES, StreamConsumer, publish_event
+from appliance.workers.stream_consumer import (
+    SERVICE_OUTAGES,
+    StreamConsumer,
+    database_probe,
+    publish_event,
+)
 
 log = logging.getLogger("ovation.listener")
 # A redelivered publish event applied less than this long ago may not have been announced yet.
@@ -88,7 +93,8 @@ class Listener(StreamConsumer):
                 "publish": lambda event_id, body: handle_publish(database, client, event_id,
                                                                  body),
                 **comment_handlers(client, database, comment_max_depth),
-            }, outage_errors=SERVICE_OUTAGES)  # a database outage never dead-letters a comment
+            }, outage_errors=SERVICE_OUTAGES,  # a database outage never dead-letters a comment
+            outage_probe=database_probe(database))
         self.database = database
         self.comment_max_depth = comment_max_depth
 

@@ -31,7 +31,12 @@ from appliance.notify.queue import Delivery, DeliveryQueue, QueuePolicy
 from appliance.notify.routing import Router
 from appliance.notify.webhook_channel import WebhookChannel
 from appliance.settings import Settings
-from appliance.workers.stream_consumer import SERVICE_OUTAGES, Outage, StreamConsumer
+from appliance.workers.stream_consumer import (
+    SERVICE_OUTAGES,
+    Outage,
+    StreamConsumer,
+    database_probe,
+)
 
 log = logging.getLogger("ovation.notifier")
 IDLE_WAIT_MS = 200  # how long the loop waits for new events when nothing is due
@@ -56,7 +61,8 @@ class Notifier:
         self.router = Router(database, self.queue, email_enabled)
         self.consumer = StreamConsumer(client, events.NOTIFICATION_STREAM,
                                        events.NOTIFIER_GROUP, self.router.handlers(),
-                                       outage_errors=OUTAGES)
+                                       outage_errors=OUTAGES,
+                                       outage_probe=database_probe(database))
         self.stop_event = self.consumer.stop_event
         self.channels = channels if channels is not None else self._default_channels()
         self.pool = ThreadPoolExecutor(settings.notify_concurrency,

@@ -54,7 +54,8 @@ class StreamConsumer:
     def __init__(self, client: redis.Redis, streams: str | list[str], group: str,
                  handlers: dict[str, Handler], consumer: str | None = None,
                  block_ms: int = 1000, claim_idle_ms: int = 30000, max_deliveries: int = 5,
-                 batch: int = 50, outage_errors: tuple[type[Exception], ...] = ()) -> None:
+                 batch: int = 50, outage_errors: tuple[type[Exception], ...] = (),
+                 outage_probe: Callable[[], object] | None = None) -> None:
         self.client = client
         self.streams = [streams] if isinstance(streams, str) else list(streams)
         self.group = group
@@ -65,6 +66,10 @@ class StreamConsumer:
         self.max_deliveries = max_deliveries
         self.batch = batch
         self.outage_errors = outage_errors
+        # After an outage, asked before any message is touched again: a message re-read
+        # while the service is still down would look busy to the other consumers, which
+        # then never claim it (a consumer whose database is gone for good held it forever).
+        self.outage_probe = outage_probe
         # Per stream, after an outage: retry this consumer's pending messages after this id.
         self.retry_after: dict[str, str] = {}
         self.stats = ConsumerStats()
@@ -85,6 +90,11 @@ class StreamConsumer:
     def run_once(self, block_ms: int | None = None) -> int:
         """Handle what is waiting (stale claimed messages first); return how many were handled."""
         self.ensure_group()
+        if self.retry_after and self.outage_probe is not None:
+            try:
+                self.outage_probe()
+            except self.outage_errors as exc:
+                raise Outage(f"{', '.join(self.streams)} waits: {_one_line(exc)}") from exc
         handled = 0
         for stream in self.streams:
             handled += self._retry_own_pending(stream)
@@ -183,6 +193,14 @@ class StreamConsumer:
         pipe.xack(stream, self.group, message_id)
         pipe.execute()
         self.stats.dead += 1
+
+
+def database_probe(database: pw.Database) -> Callable[[], object]:
+    """An `outage_probe` for consumers whose handlers need `database`."""
+    def probe() -> None:
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
+    return probe
 
 
 def _just_before(message_id: str) -> str:

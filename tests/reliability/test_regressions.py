@@ -33,6 +33,11 @@
    after another, counted, and a long enough outage (five tries, 30 s apart) sent acknowledged
    comments to the dead letters: lost. The listener now waits out a database outage too
    (appliance/workers/listener.py).
+8. Found by a soak that ran beside the orphaned processes of an earlier one: a listener whose
+   database was gone for good read a comment and then retried it every second, and each
+   retry made the message look busy, so the healthy listener never claimed it ("1
+   acknowledged comment is not in SQL"). A consumer waiting out an outage now probes the
+   database and touches no message until it answers (appliance/workers/stream_consumer.py).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from appliance.storage.site_store import get_site, update_site
 from appliance.workers.comment_handlers import handle_comment
 from appliance.workers.listener import build_listener
 from appliance.workers.notifier import Notifier
-from appliance.workers.stream_consumer import Outage
+from appliance.workers.stream_consumer import SERVICE_OUTAGES, Outage, StreamConsumer
 from tests.conftest import free_port
 from tests.reliability.notification_fates import LATE, fates
 from tests.reliability.rig import ORIGIN, OWNER, SITE, Rig
@@ -267,6 +272,48 @@ def test_notification_events_wait_out_a_database_outage(redis_client, make_setti
         notifier.close()
 
 
+def queue_comment(redis_client, comment_id: str) -> None:
+    """A new comment on the submission stream, as the web puts it there."""
+    redis_client.xadd(events.SUBMISSION_STREAM, {"kind": "comment", "body": json.dumps({
+        "id": comment_id, "site": SITE, "path": "/p", "body_markdown": f"Hello {comment_id}",
+        "status": "approved", "author_name": "Ann", "author_email": "",
+        "visitor_hash": "a" * 32, "notify_replies": False, "parent_id": None,
+        "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()})})
+
+
+def test_a_listener_stuck_in_an_outage_leaves_its_comments_to_the_others(redis_client,
+                                                                        postgres_server):
+    database = open_database(postgres_server.create_database())
+    migrate(database)
+    add_site(database, SITE, [ORIGIN])
+
+    def database_gone(*_args) -> None:
+        raise pw.OperationalError("connection refused: the database is gone for good")
+
+    # A listener on another host whose database is gone for good (in this process the
+    # models share one database, so its handlers and probe fail as its would).
+    stuck = StreamConsumer(redis_client, [events.PUBLISH_STREAM, events.SUBMISSION_STREAM],
+                           events.LISTENER_GROUP, {"comment": database_gone},
+                           consumer="stuck-host", outage_errors=SERVICE_OUTAGES,
+                           outage_probe=database_gone)
+    healthy = build_listener(redis_client, database)
+    healthy.consumer, healthy.claim_idle_ms = "healthy-host", 300
+    comment_id = "f" * 32
+    queue_comment(redis_client, comment_id)
+    with pytest.raises(Outage):
+        stuck.run_once(block_ms=None)  # reads the comment, cannot store it
+    deadline = time.monotonic() + 30  # bounds a failure only
+    while comment_store.get_comment(database, comment_id) is None:
+        assert time.monotonic() < deadline, "the healthy listener never got the comment"
+        with pytest.raises(Outage):
+            stuck.run_once(block_ms=None)  # still waiting, touching nothing
+        healthy.run_once(block_ms=None)
+        time.sleep(0.05)
+    assert redis_client.xpending(events.SUBMISSION_STREAM,
+                                 events.LISTENER_GROUP)["pending"] == 0
+    database.close()
+
+
 def test_comments_wait_out_a_database_outage(redis_client, postgres_server):
     url = postgres_server.create_database()
     name = url.rsplit("/", 1)[1]
@@ -276,11 +323,7 @@ def test_comments_wait_out_a_database_outage(redis_client, postgres_server):
     listener = build_listener(redis_client, database)
     comments = [f"{n:032x}" for n in range(1, 4)]
     for comment_id in comments:
-        redis_client.xadd(events.SUBMISSION_STREAM, {"kind": "comment", "body": json.dumps({
-            "id": comment_id, "site": SITE, "path": "/p", "body_markdown": f"Hello {comment_id}",
-            "status": "approved", "author_name": "Ann", "author_email": "",
-            "visitor_hash": "a" * 32, "notify_replies": False, "parent_id": None,
-            "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()})})
+        queue_comment(redis_client, comment_id)
     admin = pw.PostgresqlDatabase("postgres", user="postgres", host="127.0.0.1",
                                   port=postgres_server.port)
     try:
