@@ -227,6 +227,24 @@ def test_a_notification_routed_while_its_fate_is_read_is_never_without_trace(
         database.close()
 
 
+class DatabaseDoor:
+    """Makes PostgreSQL refuse (or accept again) connections to one database: a real outage,
+    as the workers see it. `close` opens the door again."""
+
+    def __init__(self, postgres_server, name: str) -> None:
+        self.name = name
+        self.admin = pw.PostgresqlDatabase("postgres", user="postgres", host="127.0.0.1",
+                                           port=postgres_server.port)
+
+    def allow(self, allowed: bool) -> None:
+        self.admin.execute_sql(
+            f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+
+    def close(self) -> None:
+        self.allow(True)
+        self.admin.close()
+
+
 def test_notification_events_wait_out_a_database_outage(redis_client, make_settings,
                                                         postgres_server):
     url = postgres_server.create_database()
@@ -243,11 +261,10 @@ def test_notification_events_wait_out_a_database_outage(redis_client, make_setti
         enqueue_notification(redis_client, "new_comment", {
             "site": SITE, "path": "/p", "comment_id": comment_id, "status": "approved",
             "to": OWNER, "idempotency_key": f"new_comment:{comment_id}"})
-    admin = pw.PostgresqlDatabase("postgres", user="postgres", host="127.0.0.1",
-                                  port=postgres_server.port)
+    admin = DatabaseDoor(postgres_server, name)
     try:
         # The database refuses connections: a real outage, as the notifier sees it.
-        admin.execute_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.allow(False)
         notifier.consumer.claim_idle_ms = 0  # every pass may claim again: as many tries as can be
         for _ in range(notifier.consumer.max_deliveries + 2):
             with pytest.raises(Outage, match="waits"):
@@ -257,7 +274,7 @@ def test_notification_events_wait_out_a_database_outage(redis_client, make_setti
                                      events.NOTIFIER_GROUP)["pending"] == 3
         assert notifier.queue.recent() == []
 
-        admin.execute_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.allow(True)
         notifier.consumer.claim_idle_ms = 30000  # no waiting for an idle claim: at once
         assert notifier.consumer.run_once() == 3
         assert redis_client.xlen(keys.DEAD_LETTERS) == 0
@@ -267,7 +284,6 @@ def test_notification_events_wait_out_a_database_outage(redis_client, make_setti
         assert redis_client.xpending(events.NOTIFICATION_STREAM,
                                      events.NOTIFIER_GROUP)["pending"] == 0
     finally:
-        admin.execute_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         admin.close()
         notifier.close()
 
@@ -324,11 +340,10 @@ def test_comments_wait_out_a_database_outage(redis_client, postgres_server):
     comments = [f"{n:032x}" for n in range(1, 4)]
     for comment_id in comments:
         queue_comment(redis_client, comment_id)
-    admin = pw.PostgresqlDatabase("postgres", user="postgres", host="127.0.0.1",
-                                  port=postgres_server.port)
+    admin = DatabaseDoor(postgres_server, name)
     try:
         database.close()  # the next query connects, and is refused
-        admin.execute_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.allow(False)
         listener.claim_idle_ms = 0  # every pass may claim again: as many tries as can be
         for _ in range(listener.max_deliveries + 2):
             with pytest.raises(Outage, match="waits"):
@@ -337,7 +352,7 @@ def test_comments_wait_out_a_database_outage(redis_client, postgres_server):
         assert redis_client.xpending(events.SUBMISSION_STREAM,
                                      events.LISTENER_GROUP)["pending"] == 3
 
-        admin.execute_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.allow(True)
         listener.claim_idle_ms = 30000  # no waiting for an idle claim: at once
         assert listener.run_once() == 3
         assert redis_client.xlen(listener.dead_letter_stream(events.SUBMISSION_STREAM)) == 0
@@ -345,6 +360,5 @@ def test_comments_wait_out_a_database_outage(redis_client, postgres_server):
         assert redis_client.xpending(events.SUBMISSION_STREAM,
                                      events.LISTENER_GROUP)["pending"] == 0
     finally:
-        admin.execute_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         admin.close()
         database.close()
