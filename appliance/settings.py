@@ -65,6 +65,12 @@ class Settings(BaseModel):
         description="Seconds between polls of the sites' feeds (RSS or Atom) for new posts; "
         "the flusher process polls them.",
     )
+    stream_trim_interval_s: float = Field(
+        60.0, ge=0, le=86400,
+        description="Seconds between trims of the event streams: the listener and the "
+        "notifier drop the entries every consumer group has acknowledged. 0: never (only "
+        "the cap of about a million entries per stream bounds them).",
+    )
     view_window_s: int = Field(
         1800, ge=0, le=86400 * 30,
         description="A visitor's views of one page within this many seconds count once.",
@@ -80,6 +86,13 @@ class Settings(BaseModel):
     live_coalesce_ms: int = Field(
         250, ge=10, le=10000,
         description="Live totals for a page are pushed at most once per this many milliseconds.",
+    )
+    live_watch_ttl_s: float = Field(
+        30.0, ge=1, le=3600,
+        description="Seconds a web worker's mark that live sockets follow a page lasts unless "
+        "renewed (every third of this, while they do). Changes to pages nobody follows are "
+        "not pushed; a page is pushed at most this long after its last socket left or its "
+        "worker died.",
     )
     totals_cache_ttl_s: int = Field(
         86400, ge=60, description="How long Redis keeps a page's SQL totals after last use."

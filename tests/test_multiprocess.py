@@ -107,6 +107,25 @@ async def test_live_totals_reach_subscribers_on_every_worker(web_pair):
         await ws.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQL plays no part
+async def test_a_page_followed_on_one_worker_is_pushed_when_its_changes_reach_another(web_pair):
+    """Changes to a page nobody watches are not pushed: the mark that a socket follows the
+    page must reach every worker (it is in Redis), not only the socket's own."""
+    urls, _ = web_pair
+    live = urls[1].replace("http", "ws") + "/api/v1/sites/blog/live"
+    async with websockets.connect(live, origin="https://blog.example") as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send(json.dumps({"type": "subscribe", "paths": ["/watched-elsewhere"]}))
+        assert json.loads(await ws.recv())["pages"][0]["totals"]["like"] == 0
+        async with httpx.AsyncClient() as http:  # only ever the first worker
+            response = await http.post(f"{urls[0]}/api/v1/sites/blog/interactions", json={
+                "path": "/watched-elsewhere", "reaction": "like", "visitor": "visitor-far-1"})
+            assert response.status_code == 200
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        assert frame == {"type": "totals", "path": "/watched-elsewhere",
+                         "totals": {"view": 0, "like": 1, "applause": 0}}
+
+
 async def test_foreign_origin_websocket_is_refused(web_pair):
     urls, _ = web_pair
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:

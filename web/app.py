@@ -108,6 +108,7 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
         app.extensions["ovation"] = runtime
         app.add_background_task(runtime.relay_live_events, app.shutdown_event)
         app.add_background_task(runtime.live.run, app.shutdown_event)
+        app.add_background_task(runtime.watched.run, app.shutdown_event)
         app.add_background_task(runtime.report_connections, app.shutdown_event)
 
     @app.after_serving

@@ -202,6 +202,10 @@ class Broker:
                 await asyncio.sleep(0)
         return len(targets)
 
+    def followed_pages(self) -> list[tuple[str, str]]:
+        """(site, path) of every page some connection of this worker follows."""
+        return list(self._by_page)
+
     @property
     def connections(self) -> int:
         return sum(len(members) for members in self._by_site.values())

@@ -1,10 +1,10 @@
 """Live pushes of page totals: at once for an isolated change, coalesced under a burst.
 
-An interaction that changes a page takes the page's throttle `live:PAGE` in Redis (the
-interaction script, `SET NX PX live_coalesce_ms`) and, if it got it, asks this worker to push
-the page. The push releases the throttle and reads the totals in one script
-(PUBLISH_TOTALS_SCRIPT), so any interaction after that read takes the throttle again and
-causes its own push: the last state is always pushed.
+An interaction that changes a page some live socket follows (web/watched_pages.py) takes the
+page's throttle `live:PAGE` in Redis (the interaction script, `SET NX PX live_coalesce_ms`)
+and, if it got it, asks this worker to push the page. The push releases the throttle and
+reads the totals in one script (PUBLISH_TOTALS_SCRIPT), so any interaction after that read
+takes the throttle again and causes its own push: the last state is always pushed.
 
 When to push is a leading-edge throttle shared by all workers: `live_sent:PAGE` (below)
 marks a page pushed within the last interval. A page not pushed within the interval is pushed
@@ -58,8 +58,10 @@ class LivePublisher:
         self._due: set[tuple[str, str]] = set()  # to push now, unless pushed within interval
         self._later: dict[tuple[str, str], float] = {}  # page -> monotonic time to retry
         self._wakeup = asyncio.Event()
+        self.scheduled = 0  # pushes asked for by this worker's interactions, ever
 
     def schedule(self, site: str, path: str) -> None:
+        self.scheduled += 1
         self._due.add((site, path))
         self._wakeup.set()
 

@@ -31,6 +31,7 @@ from appliance.storage.redis_client import async_redis, sync_redis
 from appliance.storage.script_batcher import ScriptBatcher
 from web.broker import Broker
 from web.live_publisher import LivePublisher
+from web.watched_pages import WatchedPages
 
 log = logging.getLogger("ovation.web")
 WS_GAUGE_PREFIX = PREFIX + "ws:"
@@ -53,6 +54,7 @@ class WebRuntime:
         self.counters: CounterService
         self.comments: CommentService
         self.live: LivePublisher
+        self.watched: WatchedPages
 
     async def open(self) -> None:
         self.redis = async_redis(self.settings)
@@ -60,6 +62,7 @@ class WebRuntime:
         self.sql = SqlRunner()
         self.sites = SiteDirectory(self.database, self.sql.run, self.settings.site_cache_s)
         self.live = LivePublisher(self, self.settings.live_coalesce_ms / 1000)
+        self.watched = WatchedPages(self.redis, self.broker, self.settings.live_watch_ttl_s)
         # Concurrent requests' scripts (interactions, totals, rate limits) share pipelines.
         self.scripts = ScriptBatcher(self.redis)
         self.counters = CounterService(self.redis, self.database, self.registry, self.settings,

@@ -24,10 +24,12 @@ FIRST_FEED_POLL_DELAY_S = 10.0  # after start-up: a restart loop must not hammer
 SALT_HOUSEKEEPING_S = 3600.0  # expired salts of IP hashes are deleted within the hour
 
 
-def salt_housekeeping(database: pw.Database, policy: SaltPolicy) -> None:
-    """Delete expired salts of the IP hashes even when no request rotates them."""
+def salt_housekeeping(database: pw.Database, policy: SaltPolicy,
+                      client: redis.Redis | None = None) -> None:
+    """Delete expired salts of the IP hashes even when no request rotates them (and tell the
+    web workers, through `client`, of the IP bans that lapsed with them)."""
     try:
-        deleted = keep_salts(database, policy)
+        deleted = keep_salts(database, policy, client=client)
     except Exception as exc:  # SQL down: the next run (or a web worker's rotation) does it
         log.warning("salts of the IP hashes not kept: %s: %s", type(exc).__name__, exc)
         return
@@ -121,7 +123,7 @@ def run_flusher(client: redis.Redis, database: pw.Database, interval_s: float,
         scheduler.add_job(feeds.tick, "interval", seconds=feed_poll_interval_s, id="feeds",
                           max_instances=1, coalesce=True, next_run_time=first_poll)
     if salt_policy is not None:
-        scheduler.add_job(salt_housekeeping, "interval", args=(database, salt_policy),
+        scheduler.add_job(salt_housekeeping, "interval", args=(database, salt_policy, client),
                           seconds=SALT_HOUSEKEEPING_S, id="salts", max_instances=1,
                           coalesce=True, next_run_time=dt.datetime.now(dt.UTC))
     stop_requested = threading.Event()

@@ -15,6 +15,7 @@ import peewee as pw
 
 from appliance.errors import InvalidInput, OvationError, UnknownSite
 from appliance.notify.links import LISTS
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Site, utcnow
 from appliance.storage.notification_models import EmailSubscription, Webhook
 
@@ -63,14 +64,14 @@ def set_status(database: pw.Database, site: str, address: str, list_name: str,
     if list_name not in LISTS:
         raise InvalidInput(f"list must be one of {', '.join(LISTS)}.", details={"field": "list"})
     address = address.lower()
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         site_row = _site(site)
         row = EmailSubscription.get_or_none(
             (EmailSubscription.site == site_row) & (EmailSubscription.email == address)
             & (EmailSubscription.list_name == list_name))
         if row is None:
             try:
-                with database.atomic():
+                with write_transaction(database):  # a savepoint: a conflict spoils only it
                     EmailSubscription.create(site=site_row, email=address,
                                              list_name=list_name, status=status)
                 return None
@@ -126,7 +127,7 @@ def add_webhook(database: pw.Database, site: str, url: str, fmt: str = "json",
         raise InvalidInput(f"unknown event {unknown[0]!r}: use {', '.join(WEBHOOK_EVENTS)}.",
                            details={"field": "events"})
     secret = "whsec_" + secrets.token_urlsafe(32)
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         row = Webhook.create(site=_site(site), url=url, secret=secret, format=fmt,
                              events=",".join(sorted(set(events or ()))) or "*")
         return _webhook(row, site)

@@ -28,6 +28,7 @@ from appliance.operations.importers import EXPORT_FORMAT, ImportBatch, ImportedC
 from appliance.services.rendering import clean_text, render_markdown
 from appliance.settings import Settings
 from appliance.storage.counter_sql import ensure_pages
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Comment, Counter, Page, Site
 
 Progress = Callable[[int, int], None]
@@ -118,7 +119,7 @@ def import_batch(settings: Settings, database: pw.Database, batch: ImportBatch,
     rows = [_row(settings, batch, site, comment) for site, comment in batch.comments]
     by_source = {(site, comment.source_id): row["id"]
                  for (site, comment), row in zip(batch.comments, rows, strict=True)}
-    with database.connection_context(), database.atomic() as transaction:
+    with database.connection_context(), write_transaction(database) as transaction:
         existing_sites = {row.name for row in Site.select(Site.name)}
         for site in batch.sites:
             if site.name not in existing_sites:

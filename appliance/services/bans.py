@@ -12,10 +12,11 @@ import re
 from typing import Any
 
 import peewee as pw
+import redis
 
 from appliance.errors import UnknownBan, UnknownComment
 from appliance.services.comments import COMMENT_ID
-from appliance.storage import comment_store
+from appliance.storage import comment_cache, comment_store
 from appliance.storage.comment_store import StoredBan
 
 # As `ban_author` reports them: an "ip" ban is by the hash of a network (an IPv4 address or
@@ -52,22 +53,26 @@ def author_bans(database: pw.Database, comment_id: str, network: bool = True,
                                        comment.ip_hash if network else "")
 
 
-def lift_author_bans(database: pw.Database, comment_id: str, network: bool = True,
-                     site: str | None = None) -> list[StoredBan]:
+def lift_author_bans(client: redis.Redis, database: pw.Database, comment_id: str,
+                     network: bool = True, site: str | None = None) -> list[StoredBan]:
     """Lift the bans `author_bans` finds; UnknownBan if there is none."""
     bans = author_bans(database, comment_id, network, site)
     if not bans:
         raise UnknownBan(f"No ban matches the author of comment {comment_id}"
                          + ("." if network else " by their visitor id."))
     comment_store.delete_bans(database, [ban.id for ban in bans])
+    # Committed: the web workers' copies of the site's bans are outdated from now on.
+    comment_cache.bans_changed(client, bans[0].site)
     return bans
 
 
-def lift_ban(database: pw.Database, ban_id: int, site: str | None = None) -> StoredBan:
+def lift_ban(client: redis.Redis, database: pw.Database, ban_id: int,
+             site: str | None = None) -> StoredBan:
     """Lift one ban by its id; UnknownBan if no ban (of `site`, when given) has it."""
     ban = comment_store.get_ban(database, ban_id) if 0 < ban_id < 2 ** 63 else None
     if ban is None or (site is not None and ban.site != site):
         where = f" of site {site!r}" if site is not None else ""
         raise UnknownBan(f"No ban{where} has id {ban_id}.")
     comment_store.delete_bans(database, [ban.id])
+    comment_cache.bans_changed(client, ban.site)
     return ban

@@ -2,7 +2,8 @@
 
 The web validates, rate-limits, decides the moderation status, gives the comment its id and
 puts it on the durable submission stream; the listener stores it (`workers/comment_handlers`).
-Markdown is rendered and sanitised once, when stored, never on read.
+Markdown is rendered and sanitised once, when the web accepts a comment or an edit, never
+on read. Bans are checked against the worker's copy of the site's bans (ban_list.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from appliance.errors import (
     UnknownPage,
 )
 from appliance.paths import normalise_path
+from appliance.services.ban_list import UNCHECKED, BanCache, SiteBans
 from appliance.services.ip_salts import IpSalts, SaltPolicy
 from appliance.services.rate_limits import site_limit
 from appliance.services.rendering import clean_text, has_links, render_markdown
@@ -122,6 +124,8 @@ class CommentService:
         # The process's salts of IP hashes; the web's rate limits use the same copy.
         self.ip_salts = ip_salts or IpSalts(database, self._key,
                                             SaltPolicy.from_settings(settings), run_sql)
+        # The sites' bans, checked without SQL; the submission script keeps them honest.
+        self.bans = BanCache(redis, database, run_sql)
 
     # -- posting ---------------------------------------------------------------------------
 
@@ -141,19 +145,20 @@ class CommentService:
             # A bot filled the field humans never see: answer as if accepted, store nothing.
             return SubmittedComment(comment_id, path, "pending", edit_token, "",
                                     now.isoformat() + "Z", until.isoformat() + "Z")
-        # Under every retained salt: an IP ban made from an older comment still matches.
-        networks = await self.ip_salts.all_hashes(site.name, client_ip)
-        network = networks[0] if networks else ""  # the current salt's, stored
         if not site.accept_unpublished_pages and not await self._run_sql(
                 page_exists, self._database, site.name, path):
             raise UnknownPage(f"Site {site.name!r} takes comments only on published pages, "
                               f"and {path} is not one.")
-        if await self._run_sql(comment_store.is_banned, self._database, site.name, visitor,
-                               networks):
-            raise Forbidden("You may not comment on this site.", code="banned")
+        bans = await self.bans.get(site.name)
+        networks = await self._network_hashes(site.name, client_ip, bans)
+        if bans.matches(visitor, networks):
+            # Refused only on a current copy: a ban lifted moments ago refuses nobody.
+            bans = await self.bans.confirm(site.name, bans)
+            networks = await self._refuse_banned(site.name, visitor, client_ip, bans)
+        network = networks[0] if networks else ""  # the current salt's, stored
         if data.parent_id:
             await self._check_parent(site.name, path, data.parent_id)
-        status = await self._initial_status(site, visitor, body)
+        status = await self._initial_status(site, visitor, body, html)
         avatar = (hmac.new(self._key, email.lower().encode(), hashlib.sha256).hexdigest()[:16]
                   if email else visitor[:16])
         event = {
@@ -164,7 +169,14 @@ class CommentService:
             "notify_replies": bool(data.notify_replies and email),
             "created_at": now.isoformat(),
         }
-        await self._queue(site, visitor, network, body, event)
+        if not await self._queue(site, visitor, network, body, event, bans.version):
+            # Another worker or a moderator changed the site's bans since this worker's copy
+            # was loaded (or Redis lost its version): check again on a fresh copy, read after
+            # the script said so, and queue without a second check, as a SQL check at this
+            # point would.
+            bans = await self.bans.load(site.name)
+            await self._refuse_banned(site.name, visitor, client_ip, bans)
+            await self._queue(site, visitor, network, body, event, UNCHECKED)
         return SubmittedComment(comment_id, path, status, edit_token, html,
                                 now.isoformat() + "Z", until.isoformat() + "Z")
 
@@ -368,11 +380,31 @@ class CommentService:
                                details={"field": "author_website"})
         return website
 
+    async def _network_hashes(self, site: str, client_ip: str | None,
+                              bans: SiteBans) -> list[str]:
+        """The client's network hashes a ban check compares, current salt's first: under every
+        retained salt (an IP ban made from an older comment still matches) when the site has
+        IP bans, else the current one alone, which the comment stores."""
+        if not client_ip:
+            return []
+        if bans.networks:
+            return await self.ip_salts.all_hashes(site, client_ip)
+        return [await self.ip_salts.current_hash(site, client_ip)]
+
+    async def _refuse_banned(self, site: str, visitor: str, client_ip: str | None,
+                             bans: SiteBans) -> list[str]:
+        """Forbidden if `bans` match the comment; else its network hashes."""
+        networks = await self._network_hashes(site, client_ip, bans)
+        if bans.matches(visitor, networks):
+            raise Forbidden("You may not comment on this site.", code="banned")
+        return networks
+
     async def _queue(self, site: SiteRecord, visitor: str, network: str, body: str,
-                     event: dict[str, Any]) -> None:
+                     event: dict[str, Any], bans_version: str) -> bool:
         """Charge the comment rate limits, refuse a duplicate, record the edit token and put
         the comment on the submission stream: one script, so one round trip, and a comment
-        refused by a limit leaves no token and no duplicate mark behind."""
+        refused by a limit leaves no token and no duplicate mark behind. False (and nothing
+        done) when the site's ban version is no longer `bans_version`."""
         window = self._settings.comment_rate_window_s
         limit = site_limit(self._settings, site, "comment_rate_limit")  # 0: no limit
         charged = [("visitor", visitor)] + ([("ip", network)] if network else [])
@@ -380,17 +412,23 @@ class CommentService:
             if limit else []
         body_sha = hashlib.sha256(body.encode()).hexdigest()[:16]
         keys = [*rate_keys, cache.duplicate_key(site.name, event["path"], visitor, body_sha),
-                cache.token_key(event["id"]), events.SUBMISSION_STREAM]
-        outcome, retry = await self._submit_script(keys=keys, args=[
+                cache.token_key(event["id"]), events.SUBMISSION_STREAM,
+                cache.bans_version_key(site.name)]
+        # Through the worker's script batcher: concurrent submissions (and the other
+        # requests' scripts) share one pipeline; the script stays atomic on its own.
+        outcome, retry = await self._script(self._submit_script, keys, [
             len(rate_keys), limit, window, DUPLICATE_WINDOW_S,
             max(self._settings.comment_edit_window_s, 1), event["edit_token_hash"], site.name,
-            event["path"], SUBMISSION_STREAM_MAXLEN, _json(event)])
+            event["path"], SUBMISSION_STREAM_MAXLEN, _json(event), bans_version])
+        if outcome == "bans":
+            return False
         if outcome == "rate":
             raise RateLimited(f"At most {limit} comments per {window} s; try again in "
                               f"{retry} s.", int(retry))
         if outcome == "duplicate":
             raise InvalidInput("You posted this same comment here a moment ago.",
                                code="duplicate_comment", status=409)
+        return True
 
     async def _check_parent(self, site: str, path: str, parent_id: str) -> None:
         """SQL first, even for a parent posted moments ago: a moderator may have hidden it."""
@@ -406,11 +444,12 @@ class CommentService:
             raise InvalidInput("The comment replied to does not exist on this page.",
                                code="unknown_parent", details={"field": "parent_id"})
 
-    async def _initial_status(self, site: SiteRecord, visitor: str, body: str) -> str:
+    async def _initial_status(self, site: SiteRecord, visitor: str, body: str,
+                              html: str) -> str:
         mode = site.moderation
         if mode == "all":
             return "pending"
-        if mode == "links" and has_links(body):
+        if mode == "links" and has_links(body, html):
             return "pending"
         if mode == "first_time" and not await self._run_sql(
                 comment_store.has_approved_comment, self._database, site.name, visitor):

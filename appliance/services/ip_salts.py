@@ -16,6 +16,7 @@ hour, so expired salts are deleted on time even when nobody posts or calls.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import ipaddress
@@ -29,7 +30,7 @@ import peewee as pw
 
 from appliance.errors import ServiceUnavailable
 from appliance.settings import Settings
-from appliance.storage import salt_store
+from appliance.storage import comment_cache, comment_store, salt_store
 from appliance.storage.salt_store import StoredSalt
 
 log = logging.getLogger("ovation.gateway")
@@ -68,11 +69,19 @@ def ip_hash(key: bytes, salt: str, site: str, ip: str | None) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
-def keep_salts(database: pw.Database, policy: SaltPolicy, now_s: float | None = None) -> int:
-    """Housekeeping (the flusher, hourly): delete expired salts, make the current one if
-    missing. Returns how many salts were deleted."""
+def keep_salts(database: pw.Database, policy: SaltPolicy, now_s: float | None = None,
+               client: Any = None) -> int:
+    """Housekeeping (the flusher, hourly): delete expired salts (and the IP bans made under
+    them), make the current one if missing. Returns how many salts were deleted. With a Redis
+    `client`, the sites whose IP bans went get a new ban version, so the web workers drop
+    them from their copies (they could match nothing any more: their salt is gone)."""
     now_s = time.time() if now_s is None else now_s
+    cutoff = dt.datetime.fromtimestamp(now_s - policy.retention_s, dt.UTC).replace(tzinfo=None)
+    lapsing = (comment_store.sites_with_ip_bans_until(database, cutoff)
+               if client is not None else [])
     deleted = salt_store.delete_expired(database, now_s, policy.retention_s)
+    for site in lapsing:
+        comment_cache.bans_changed(client, site)
     salt_store.salts_in_use(database, now_s, policy.rotation_s, policy.retention_s)
     return deleted
 

@@ -132,6 +132,8 @@ def ban_author(client: redis.Redis, database: pw.Database, comment_id: str, netw
     if network and comment.ip_hash and salt_store.salt_kept_since(database, comment.created_at):
         comment_store.add_ban(database, comment.site, "ip", comment.ip_hash, reason)
         banned.append("network")
+    if banned:  # committed: every web worker's copy of the site's bans is now outdated
+        cache.bans_changed(client, comment.site)
     if remove:
         moderate(client, database, [comment_id], "spam")
     return banned

@@ -18,6 +18,7 @@ from appliance.services.moderation import refresh_page
 from appliance.services.visitors import visitor_hash
 from appliance.storage import comment_store
 from appliance.storage import counter_store as keys
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Comment, Page, Site
 
 
@@ -63,7 +64,7 @@ def erase_visitor(client: redis.Redis, database: pw.Database, key: bytes, site: 
         for state_key, field, _value in entries:
             pipe.hdel(state_key, field)
         pipe.execute()
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         rows = list(_comments(database, site, hashed))
         if rows:
             (Comment.update(body_markdown="", body_html="", author_name="",

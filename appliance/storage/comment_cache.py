@@ -10,6 +10,7 @@
 | ov:ctok:ID | hash | a new comment's edit-token hash, page and author, for the edit window |
 | ov:rl:comment:SITE:KIND:HASH | string | comments posted in the current rate window |
 | ov:dup:SITE|PATH|VISITOR|SHA | string | the same body from the same visitor on the same page |
+| ov:bansv:SITE | string | the site's ban version: a random token, replaced on every ban change |
 
 The thread and vote-token keys expire; the listener drops a page's thread on every change of
 its comments (and a reader builds it again), a vote replaces the page's vote token: a reader
@@ -19,6 +20,10 @@ A reader that builds the thread from SQL caches it only if the page's thread gen
 still the one it saw before reading SQL (`CACHE_THREAD_SCRIPT`): otherwise a change stored
 during its read, whose drop came before the reader's write, would leave the older thread
 cached for an hour.
+
+Each web worker keeps a copy of a site's bans (services/ban_list.py) with the ban version it
+loaded it under; `SUBMIT_SCRIPT` compares that version with the site's before it queues a
+comment, so a worker never accepts a comment against an outdated copy.
 """
 
 from __future__ import annotations
@@ -76,14 +81,37 @@ def duplicate_key(site: str, path: str, visitor: str, body_sha: str) -> str:
     return f"ov:dup:{site}|{path}|{visitor}|{body_sha}"
 
 
-# A new comment from the web, in one step: charge the rate limits (every key, then refuse if any
-# is over), refuse a duplicate, record the edit token, queue the comment for the listener.
-# KEYS: rate keys (ARGV[1] of them: visitor, then network), duplicate key, token key, stream.
+def bans_version_key(site: str) -> str:
+    return f"ov:bansv:{site}"
+
+
+def new_bans_version() -> str:
+    """Random, never a counter: a Redis that lost the key (flushed, replaced) must never hand
+    out a version some worker already holds with an older copy of the bans."""
+    return secrets.token_hex(8)
+
+
+def bans_changed(client: Any, site: str) -> None:
+    """Replace the site's ban version: every worker's copy of its bans is outdated. Call it
+    after the change is committed to SQL (a worker that reads the new version reads SQL after
+    it), and with any client, or a pipeline that is executed."""
+    client.set(bans_version_key(site), new_bans_version())
+
+
+# A new comment from the web, in one step: check that the worker's copy of the site's bans is
+# current (else nothing happens: the worker reloads them and checks the comment again), charge
+# the rate limits (every key, then refuse if any is over), refuse a duplicate, record the edit
+# token, queue the comment for the listener.
+# KEYS: rate keys (ARGV[1] of them: visitor, then network), duplicate key, token key, stream,
+#       the site's ban version key.
 # ARGV: rate key count, limit, window_s, duplicate_ttl_s, token_ttl_s, token_hash, site,
-#       path, stream maxlen (approximate), event JSON.
-# Returns {'queued', 0}, {'rate', retry_after_s} or {'duplicate', 0}.
+#       path, stream maxlen (approximate), event JSON, the ban version the worker's copy was
+#       loaded under ("*": a copy loaded after this request began; no check).
+# Returns {'queued', 0}, {'rate', retry_after_s}, {'duplicate', 0} or {'bans', 0} (the copy is
+# outdated, or the version key is missing).
 SUBMIT_SCRIPT = """
 local n, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if ARGV[11] ~= '*' and redis.call('GET', KEYS[n + 4]) ~= ARGV[11] then return {'bans', 0} end
 local retry = nil
 for i = 1, n do
   local count = redis.call('INCR', KEYS[i])

@@ -11,6 +11,7 @@ from typing import Any
 import peewee as pw
 
 from appliance.storage.counter_sql import chunked, ensure_pages
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Ban, Comment, Page, Site
 
 PUBLIC_STATUSES = ("approved", "deleted")
@@ -182,7 +183,7 @@ def has_approved_comment(database: pw.Database, site: str, visitor_hash: str) ->
 def insert_comment(database: pw.Database, fields: dict[str, Any], max_depth: int) -> bool:
     """Store a new comment once (False if its id is stored already). Replies deeper than
     `max_depth` attach to the ancestor at the deepest allowed level."""
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         if Comment.select().where(Comment.id == fields["id"]).exists():
             return False
         page_ids = ensure_pages({(fields["site"], fields["path"])})
@@ -201,7 +202,7 @@ def insert_comments(database: pw.Database, comments: Sequence[dict[str, Any]],
     multi-row insert per run of comments that reply to none of the run. Returns id -> stored
     now (False: stored before). ValueError for a comment of an unknown site, and then
     nothing is stored."""
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         stored_before = {row.id for chunk in chunked([c["id"] for c in comments])
                          for row in Comment.select(Comment.id).where(Comment.id.in_(chunk))}
         new = list({c["id"]: c for c in comments if c["id"] not in stored_before}.values())
@@ -346,7 +347,7 @@ def delete_bans(database: pw.Database, ban_ids: list[int]) -> int:
 
 
 def add_ban(database: pw.Database, site: str, kind: str, value_hash: str, reason: str) -> bool:
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         site_row = Site.get_or_none(Site.name == site)
         if site_row is None:
             raise ValueError(f"unknown site {site!r}")
@@ -365,3 +366,17 @@ def is_banned(database: pw.Database, site: str, visitor_hash: str,
         banned |= (Ban.kind == "ip") & Ban.value_hash.in_(networks)
     with database.connection_context():
         return Ban.select().join(Site).where((Site.name == site) & banned).exists()
+
+
+def site_bans(database: pw.Database, site: str) -> list[tuple[str, str]]:
+    """Every ban of the site as (kind, value hash): what a web worker keeps at hand."""
+    with database.connection_context():
+        return list(Ban.select(Ban.kind, Ban.value_hash).join(Site)
+                    .where(Site.name == site).tuples())
+
+
+def sites_with_ip_bans_until(database: pw.Database, until: dt.datetime) -> list[str]:
+    """The sites with IP bans made at or before `until` (naive UTC)."""
+    with database.connection_context():
+        return [name for (name,) in Ban.select(Site.name).join(Site)
+                .where((Ban.kind == "ip") & (Ban.created_at <= until)).distinct().tuples()]

@@ -12,6 +12,7 @@ from typing import TypeVar
 import peewee as pw
 
 from appliance.storage.counter_store import COMMENT_TARGET
+from appliance.storage.database import read_transaction, write_transaction
 from appliance.storage.models import Comment, Counter, FlushBatch, Page, Site, UniqueVisitors
 
 log = logging.getLogger("ovation.flush")
@@ -50,7 +51,7 @@ def apply_batch(
         result = _apply_batch_in_one_statement(database, batch_id, deltas, visitor_estimates)
         if result is not None:
             return result
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         if FlushBatch.select().where(FlushBatch.batch_id == batch_id).exists():
             return BatchResult(batch_id, True, 0, 0, 0, 0)
         votes = {key: delta for key, delta in deltas.items()
@@ -176,7 +177,7 @@ def _apply_batch_in_one_statement(
     nonzero = sum(1 for delta in deltas.values() if delta)
     interactions = sum(abs(delta) for delta in deltas.values())
     try:
-        with database.connection_context(), database.atomic():
+        with database.connection_context(), write_transaction(database):
             cursor = database.execute_sql(_ONE_STATEMENT_FLUSH, (
                 batch_id, nonzero, interactions, json.dumps(rows), json.dumps(estimates)))
             new, counters, votes, pages, expected, dropped = cursor.fetchone()
@@ -246,7 +247,7 @@ def read_page_totals(
 
     Both come from one transaction so they describe the same moment.
     """
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), read_transaction(database):
         applied = bool(inflight_batch_id) and FlushBatch.select().where(
             FlushBatch.batch_id == inflight_batch_id).exists()
         totals: dict[str, dict[str, int]] = {path: {} for path in paths}

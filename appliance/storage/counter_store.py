@@ -23,6 +23,7 @@ a type, or `TYPE.PART` for a choice option or a score's sum and count):
 | P hll:PAGE | HyperLogLog | distinct visitors of a page |
 | P live:PAGE | string | live-update throttle for a page |
 | P live_sent:PAGE | string | the page was pushed within the interval (leading-edge push) |
+| P watched:PAGE | string | a lease: some web worker has a live socket following the page |
 | P stats | hash | interactions accepted, by type (for /metrics) |
 | P plugin_errors / P plugin_last_error | hash | plugin hooks that raised, by type |
 | P dash:rate:BUCKET | hash | interactions by type in one 10-second bucket (dashboard) |
@@ -117,6 +118,13 @@ def stats_day_visitors_key(day: str) -> str:
     return f"{PREFIX}dash:uv:{day}"
 
 
+def watched_key(site: str, path: str) -> str:
+    """`ov:{c}:watched:SITE|PATH`: a web worker has a live socket following the page (a lease
+    each such worker renews, see web/watched_pages.py). INTERACT_SCRIPT reads it, so it lives
+    in the counters' hash slot."""
+    return f"{PREFIX}watched:{page_member(site, path)}"
+
+
 def hll_key(member: str) -> str:
     return f"{PREFIX}hll:{member}"
 
@@ -185,8 +193,10 @@ return out
 #       interaction changes nothing, and charged in the same round trip as the interaction)
 # Returns: {delta, changed, publish_due, cached, totals..., states...}; `delta` is the change of
 # the type's one total (amount, toggles, choices made, scores given), `changed` whether anything
-# moved (changing a choice or a score moves parts without moving that total). A refused rate
-# limit returns {'rate_limited', milliseconds until the request would be allowed}.
+# moved (changing a choice or a score moves parts without moving that total), `publish_due`
+# that it did, some live socket watches the page and this call took its live throttle (the
+# caller pushes the page). A refused rate limit returns {'rate_limited', milliseconds until
+# the request would be allowed}.
 INTERACT_SCRIPT = _TOTALS_LUA + GCRA_LUA + """
 if ARGV[20] then
   local limit_keys, intervals, bursts = {}, {}, {}
@@ -289,8 +299,13 @@ end
 if redis.call('PFADD', P .. 'hll:' .. member, visitor) == 1 then
   redis.call('SADD', P .. 'hll_dirty', member)
 end
+-- A live push only for a page some socket follows (`watched:`, leased by the web workers
+-- whose sockets follow it): a push nobody receives costs a script, a read and a PUBLISH.
+-- A socket marks its pages before it reads the totals it starts from, so an interaction
+-- either finds the mark or is included in that read (web/watched_pages.py).
 local publish_due = 0
-if changed == 1 and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[14]) then
+if changed == 1 and redis.call('EXISTS', P .. 'watched:' .. member) == 1
+    and redis.call('SET', P .. 'live:' .. member, '1', 'NX', 'PX', ARGV[14]) then
   publish_due = 1
 end
 local out = {delta, changed, publish_due}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import peewee as pw
@@ -66,6 +68,38 @@ def close_database(database: pw.Database) -> None:
 
 def is_postgres(database: pw.Database) -> bool:
     return isinstance(database, pw.PostgresqlDatabase)
+
+
+def write_transaction(database: pw.Database) -> AbstractContextManager[Any]:
+    """A transaction that writes: `BEGIN IMMEDIATE` on SQLite, plain `atomic()` elsewhere.
+    Nested in another transaction it is a savepoint, as `atomic()` is."""
+    # SQLite in WAL mode: a plain (deferred) BEGIN takes a read snapshot at its first read.
+    # If another connection commits before this transaction's first write, SQLite cannot
+    # upgrade that snapshot and answers SQLITE_BUSY ("database is locked") at once, without
+    # waiting `busy_timeout`. BEGIN IMMEDIATE takes the write lock first, waiting for it up to
+    # `busy_timeout`, and then reads the newest snapshot. PostgreSQL waits for row locks.
+    #
+    # Per call site rather than `SqliteDatabase(lock_type="IMMEDIATE")` for every transaction:
+    # read-only transactions (`read_transaction`: the web's `read_page_totals`) stay deferred,
+    # so under WAL they never queue behind the flusher's or the listener's writes.
+    #
+    # The lock is taken only when the models run on this very `Database`. A process that opens
+    # a second one for the same file (tests running the web app in process next to their own;
+    # `platformctl status` probing the database) has the models bound to the last one opened:
+    # a write lock held here, on a connection the queries never use, would block those very
+    # queries until `busy_timeout` and fail them. That transaction covers none of its queries
+    # anyway; deferred, it blocks nothing. Each serving process opens one database.
+    # tests/appliance/test_sqlite_write_locks.py checks that no other `atomic()` writes.
+    if isinstance(database, pw.SqliteDatabase) and database_proxy.obj is database:
+        return database.atomic(lock_type="IMMEDIATE")
+    return database.atomic()
+
+
+def read_transaction(database: pw.Database) -> AbstractContextManager[Any]:
+    """A transaction that only reads (one consistent snapshot): deferred on SQLite, so under
+    WAL it never waits for a writer. A write inside it may fail at once: use
+    `write_transaction` for that."""
+    return database.atomic()
 
 
 def check_database(database: pw.Database) -> None:

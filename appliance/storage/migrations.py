@@ -8,6 +8,7 @@ import peewee as pw
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.migrate import migrate as run_operations
 
+from appliance.storage.database import write_transaction
 from appliance.storage.models import (
     AdminToken,
     Ban,
@@ -114,7 +115,7 @@ def migrate(database: pw.Database) -> list[tuple[int, str]]:
     with database.connection_context():
         database.create_tables([SchemaMigration], safe=True)
         for version, name, step in MIGRATIONS:
-            with database.atomic():
+            with write_transaction(database):
                 # Applied already (by an earlier run): skip. Run one `migrate` at a time.
                 if SchemaMigration.get_or_none(SchemaMigration.version == version):
                     continue

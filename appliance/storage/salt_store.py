@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import peewee as pw
 
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Ban, IpSalt
 
 
@@ -61,7 +62,7 @@ def salts_in_use(database: pw.Database, now_s: float, rotation_s: int,
         salts = _retained(cutoff)
         if salts and salts[0].starts_at_s >= start:
             return salts
-        with database.atomic():
+        with write_transaction(database):
             (IpSalt.insert(starts_at_s=start, salt=secrets.token_hex(32))
              .on_conflict_ignore().execute())
             _delete_expired(cutoff)
@@ -71,7 +72,7 @@ def salts_in_use(database: pw.Database, now_s: float, rotation_s: int,
 def delete_expired(database: pw.Database, now_s: float, retention_s: int) -> int:
     """Delete the salts older than the retention period (and the IP bans that died with
     them); returns how many salts went."""
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         return _delete_expired(now_s - retention_s)
 
 

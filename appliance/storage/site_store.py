@@ -8,6 +8,7 @@ from typing import Any
 
 import peewee as pw
 
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Page, Site
 
 
@@ -65,7 +66,7 @@ def list_sites(database: pw.Database) -> list[tuple[SiteRecord, int]]:
 def insert_site(database: pw.Database, record: SiteRecord) -> bool:
     """Create the site; False if one with that name exists already."""
     try:
-        with database.connection_context(), database.atomic():
+        with database.connection_context(), write_transaction(database):
             Site.create(name=record.name, **_columns(record))
     except pw.IntegrityError:
         return False

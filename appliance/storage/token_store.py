@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import peewee as pw
 
+from appliance.storage.database import write_transaction
 from appliance.storage.models import AdminToken, utcnow
 
 
@@ -36,7 +37,7 @@ def _record(row: AdminToken) -> TokenRecord:
 
 def insert_token(database: pw.Database, name: str, token_hash: str, scope: str,
                  site: str | None) -> TokenRecord:
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         row = AdminToken.create(name=name, token_hash=token_hash, scopes=scope, site=site)
         return _record(AdminToken.get_by_id(row.id))
 

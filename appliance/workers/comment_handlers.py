@@ -31,6 +31,7 @@ from appliance.services.rendering import render_markdown
 from appliance.storage import comment_cache as cache
 from appliance.storage import comment_store
 from appliance.storage.comment_store import StoredComment
+from appliance.storage.database import write_transaction
 from appliance.storage.site_store import SiteRecord, get_site
 
 log = logging.getLogger("ovation.listener")
@@ -79,7 +80,7 @@ def store_comments(client: redis.Redis, database: pw.Database, max_depth: int,
             log.warning("a batch of %d comments not stored together (%s); one by one",
                         len(rows), exc)
             inserted = {}
-            with database.atomic():
+            with write_transaction(database):  # IMMEDIATE on SQLite; savepoints nest in it
                 for fields in rows:
                     try:  # insert_comment nests a savepoint in this transaction
                         inserted[fields["id"]] = comment_store.insert_comment(database, fields,

@@ -14,6 +14,7 @@ from appliance import events
 from appliance.errors import InvalidPath
 from appliance.paths import normalise_path
 from appliance.storage import publication_store
+from appliance.storage.database import write_transaction
 from appliance.storage.models import Page, ProcessedEvent, Site, utcnow
 from appliance.workers.comment_handlers import comment_handlers, store_comments
 from appliance.workers.stream_consumer import (
@@ -48,7 +49,7 @@ def handle_publish(database: pw.Database, client: redis.Redis, event_id: str,
         raise ValueError(f"bad path in publish event: {exc.message}") from None
     title = str(body.get("title", ""))[:500]
     when = _published_at(body.get("published_at"))
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), write_transaction(database):
         done = ProcessedEvent.get_or_none(ProcessedEvent.event_id == event_key)
         if done is None:
             site = Site.get_or_none(Site.name == site_name)
@@ -86,15 +87,15 @@ def _published_at(value: Any) -> dt.datetime:
 class Listener(StreamConsumer):
     """The stream consumer, storing each run of new comments of one read together."""
 
-    def __init__(self, client: redis.Redis, database: pw.Database, comment_max_depth: int
-                 ) -> None:
+    def __init__(self, client: redis.Redis, database: pw.Database, comment_max_depth: int,
+                 trim_interval_s: float = 60.0) -> None:
         super().__init__(
             client, [events.PUBLISH_STREAM, events.SUBMISSION_STREAM], events.LISTENER_GROUP, {
                 "publish": lambda event_id, body: handle_publish(database, client, event_id,
                                                                  body),
                 **comment_handlers(client, database, comment_max_depth),
             }, outage_errors=SERVICE_OUTAGES,  # a database outage never dead-letters a comment
-            outage_probe=database_probe(database))
+            outage_probe=database_probe(database), trim_interval_s=trim_interval_s)
         self.database = database
         self.comment_max_depth = comment_max_depth
 
@@ -142,6 +143,6 @@ def _comment_body(fields: dict[str, str] | None) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and isinstance(body.get("id"), str) else None
 
 
-def build_listener(client: redis.Redis, database: pw.Database,
-                   comment_max_depth: int = 4) -> StreamConsumer:
-    return Listener(client, database, comment_max_depth)
+def build_listener(client: redis.Redis, database: pw.Database, comment_max_depth: int = 4,
+                   trim_interval_s: float = 60.0) -> StreamConsumer:
+    return Listener(client, database, comment_max_depth, trim_interval_s)

@@ -42,7 +42,9 @@ log = logging.getLogger("ovation.notifier")
 IDLE_WAIT_MS = 200  # how long the loop waits for new events when nothing is due
 # A pass attempts at most this many deliveries per thread before it reads events again.
 DELIVERY_ROUNDS_PER_PASS = 4
-HOUSEKEEPING_S = 3600  # how often the loop forgets deliveries finished long ago
+# How often the loop forgets deliveries finished long ago: hourly, or every notify_keep_s if
+# that is shorter, so a finished delivery is listed at most twice notify_keep_s.
+HOUSEKEEPING_S = 3600
 OUTAGES = SERVICE_OUTAGES  # an event waits for the database, however long it is down
 
 
@@ -62,7 +64,8 @@ class Notifier:
         self.consumer = StreamConsumer(client, events.NOTIFICATION_STREAM,
                                        events.NOTIFIER_GROUP, self.router.handlers(),
                                        outage_errors=OUTAGES,
-                                       outage_probe=database_probe(database))
+                                       outage_probe=database_probe(database),
+                                       trim_interval_s=settings.stream_trim_interval_s)
         self.stop_event = self.consumer.stop_event
         self.channels = channels if channels is not None else self._default_channels()
         self.pool = ThreadPoolExecutor(settings.notify_concurrency,
@@ -173,7 +176,9 @@ class Notifier:
             try:
                 if time.monotonic() >= next_housekeeping:
                     self.housekeeping()
-                    next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+                    next_housekeeping = time.monotonic() + min(
+                        HOUSEKEEPING_S, self.settings.notify_keep_s)
+                self.consumer.trim_if_due()  # the notification stream's acknowledged entries
                 self.run_once(block_ms=IDLE_WAIT_MS)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("Redis unreachable (%s); retrying in 1 s", exc)

@@ -9,6 +9,11 @@ which say nothing about the message. Such a failure stops the read at that messa
 counts towards the dead letters, and raises `Outage` to the loop, which waits a moment. The
 next passes retry this consumer's own pending messages from there, at once, instead of 30 s
 later.
+
+Every `trim_interval_s` the loop also trims its streams up to the oldest entry some consumer
+group still needs (`trim_acknowledged`): an entry every group has read and acknowledged is never
+read again, and the streams' `MAXLEN ~ 1000000` cap alone let Redis grow to about 850 MiB before
+trimming began.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +45,65 @@ SERVICE_OUTAGES: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+# Trim a consumer-group stream (KEYS[1]) up to the oldest entry that some group still needs:
+# for each group, its oldest pending (delivered, unacknowledged) entry, or else the first
+# entry after its last-delivered-id (entries after it are unread). Returns the entries removed.
+#
+# One script, so nothing moves between reading the groups and trimming: XINFO GROUPS,
+# XPENDING and XTRIM see one state. (A group's bound only moves forward anyway: XREADGROUP
+# and XACK advance it, XCLAIM/XAUTOCLAIM move pending entries between consumers without
+# adding older ones; only XGROUP CREATE or SETID at an old id could move it back, and the
+# script sees any group created before it runs.)
+#
+# A stream with no group is left alone: our groups are created at id 0 (`ensure_group`), so a
+# consumer started after the producers must find every entry. Trimming is exact (`MINID id`,
+# not `MINID ~ id`): whole listpack nodes go at O(1) each either way, and exact also drops
+# the acknowledged entries of the first node kept, so XLEN is the true backlog (`~` would
+# leave up to a node's worth, 100 entries); the bytes of those come back when their node
+# goes. Only ids below every group's last-delivered-id are removed, so Redis 7 keeps
+# computing each group's `lag` (no tombstone lies after a group's last-delivered-id).
+#
+# Ids compare as two decimal numbers (no leading zeros in stream ids): by length, then as
+# strings, since a sequence number may exceed Lua's exact integers.
+TRIM_ACKNOWLEDGED_SCRIPT = """
+local stream = KEYS[1]
+if redis.call('TYPE', stream)['ok'] ~= 'stream' then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', stream)
+if #groups == 0 then return 0 end
+local function below(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function older(a, b)
+  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
+  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
+  if a_ms ~= b_ms then return below(a_ms, b_ms) end
+  return below(a_seq, b_seq)
+end
+local function next_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if #seq > 12 then return id end  -- keep that one acknowledged entry rather than overflow
+  return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+local oldest_needed = nil
+for _, group in ipairs(groups) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local needed = next_id(info['last-delivered-id'])
+  local pending = redis.call('XPENDING', stream, info['name'])
+  if pending[1] > 0 and older(pending[2], needed) then needed = pending[2] end
+  if oldest_needed == nil or older(needed, oldest_needed) then oldest_needed = needed end
+end
+return redis.call('XTRIM', stream, 'MINID', oldest_needed)
+"""
+
+
+def trim_acknowledged(client: redis.Redis, stream: str) -> int:
+    """Drop the entries of `stream` that every consumer group has acknowledged; returns how
+    many. A stream without a group (or no stream) is left alone. Needs Redis 6.2 (MINID)."""
+    return int(client.register_script(TRIM_ACKNOWLEDGED_SCRIPT)(keys=[stream]))
+
+
 class Outage(Exception):
     """A handler failed because a service it needs is down; its message stays pending."""
 
@@ -55,7 +120,8 @@ class StreamConsumer:
                  handlers: dict[str, Handler], consumer: str | None = None,
                  block_ms: int = 1000, claim_idle_ms: int = 30000, max_deliveries: int = 5,
                  batch: int = 50, outage_errors: tuple[type[Exception], ...] = (),
-                 outage_probe: Callable[[], object] | None = None) -> None:
+                 outage_probe: Callable[[], object] | None = None,
+                 trim_interval_s: float = 60.0) -> None:
         self.client = client
         self.streams = [streams] if isinstance(streams, str) else list(streams)
         self.group = group
@@ -72,6 +138,9 @@ class StreamConsumer:
         self.outage_probe = outage_probe
         # Per stream, after an outage: retry this consumer's pending messages after this id.
         self.retry_after: dict[str, str] = {}
+        # `run` trims the streams this often (0: never; the producers' MAXLEN cap remains).
+        self.trim_interval_s = trim_interval_s
+        self._next_trim_at = 0.0  # monotonic; the first pass trims what piled up while down
         self.stats = ConsumerStats()
         self.stop_event = threading.Event()
 
@@ -109,6 +178,28 @@ class StreamConsumer:
             handled += self._handle_many(stream, messages)
         return handled
 
+    def trim_streams(self) -> int:
+        """Trim each stream up to the oldest entry some group still needs (the one-shot twin
+        of the periodic trim); returns the entries removed."""
+        return sum(trim_acknowledged(self.client, stream) for stream in self.streams)
+
+    def trim_if_due(self) -> int:
+        """`trim_streams` once per `trim_interval_s`; called by the loops between passes.
+        A refused trim (a Redis older than 6.2 has no XTRIM MINID) is logged and the loop
+        goes on: the streams' MAXLEN cap still bounds them."""
+        if not self.trim_interval_s or time.monotonic() < self._next_trim_at:
+            return 0
+        self._next_trim_at = time.monotonic() + self.trim_interval_s
+        try:
+            removed = self.trim_streams()
+        except redis.exceptions.ResponseError as exc:
+            log.warning("could not trim %s: %s", ", ".join(self.streams), _one_line(exc))
+            return 0
+        if removed:
+            log.debug("trimmed %d acknowledged entries from %s", removed,
+                      ", ".join(self.streams))
+        return removed
+
     def _retry_own_pending(self, stream: str) -> int:
         """After an outage: the messages this consumer read and left pending, from the one the
         outage stopped at, one read's worth per pass, each once."""
@@ -133,6 +224,7 @@ class StreamConsumer:
         log.info("consuming %s as %s/%s", ", ".join(self.streams), self.group, self.consumer)
         while not self.stop_event.is_set():
             try:
+                self.trim_if_due()
                 self.run_once(block_ms=self.block_ms)
             except redis.exceptions.ConnectionError as exc:
                 log.warning("Redis unreachable (%s); retrying in 1 s", exc)

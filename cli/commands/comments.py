@@ -159,16 +159,16 @@ def unban(
                                "from `comments bans`).", show_default=False),
 ) -> None:
     """Lift the bans of a comment's author (as `ban` made them), or one ban by its id."""
-    from appliance.connections import open_sql
     from appliance.services import bans
 
     if (comment_id is None) == (ban_id is None):
         fail("Give either a comment id or --ban-id ID.", 2)
-    database = open_sql(state.settings)
+    # Redis too: the running web workers learn there that the site's bans changed.
+    client, database = _open()
     if ban_id is not None:
-        lifted = [bans.lift_ban(database, bans.ban_id_from(ban_id))]
+        lifted = [bans.lift_ban(client, database, bans.ban_id_from(ban_id))]
     else:
-        lifted = bans.lift_author_bans(database, comment_id, ip)
+        lifted = bans.lift_author_bans(client, database, comment_id, ip)
     for ban in lifted:
         console.print(f"Lifted ban {ban.id}: {bans.KIND_NAMES.get(ban.kind, ban.kind)} "
                       f"{ban.value_hash} on {ban.site}.", highlight=False, markup=False)

@@ -53,7 +53,7 @@ def serve(
 
         client = sync_redis(settings)
         consumer = (build_listener(client, open_database(settings.effective_database_url),
-                                   settings.comment_max_depth)
+                                   settings.comment_max_depth, settings.stream_trim_interval_s)
                     if name is ProcessName.listener else build_notifier(client, settings))
         consumer.install_signal_handlers()
         consumer.run()

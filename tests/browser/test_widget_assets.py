@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from html import escape
 
@@ -11,7 +12,7 @@ import pytest
 from appliance.plugin_registry import ReactionRegistry
 from tests.conftest import BUILTIN_FACTORIES
 from web.app import create_app
-from web.routes.pages import DEMO_POSTS, STATIC_DIR, compact_css, served_script
+from web.routes.pages import DEMO_POSTS, STATIC_DIR, compact_css, served_script, template_text
 
 # Issue 5's budgets, gzipped: the widget with its CSS inlined at most 12 KB, choice and score
 # reaction kinds included; the counter script at most 1.5 KB.
@@ -65,6 +66,48 @@ def test_every_text_the_widget_asks_for_is_in_its_table():
                  "invalid_edit_token", "unknown_parent", "service_unavailable", "network",
                  "origin_not_allowed", "body", "email", "many", "other"):
         assert all(table["e_" + code]), code
+
+
+def test_the_script_carries_english_and_each_other_language_is_its_own_file():
+    """A page in English (most pages) loads no other language's words; a page in German or
+    French fetches /widget.de.json or /widget.fr.json (tests/browser/test_widget_page.py)."""
+    table, widget = text_table(), served_script("widget.js").body.decode()
+    served = re.search(r"const TEXT=`(.*?)`;", widget, re.S)
+    assert served, "the served widget.js lost its TEXT table"
+    assert served[1].split("\n") == [f"{key} ~ {cells[0]}" for key, cells in table.items()
+                                     if cells[0]]
+    for code, column in (("de", 1), ("fr", 2)):
+        words = json.loads(served_script(f"widget.{code}.json").body)
+        assert words == {key: template_text(cells[column]) for key, cells in table.items()
+                         if cells[column]}, code
+    assert "Kommentar senden" not in widget and "Publier" not in widget
+    assert json.loads(served_script("widget.de.json").body)["hint"].endswith("`Code`.")
+
+
+def test_template_text_reads_only_the_escapes_it_knows():
+    assert template_text(r"\`code\` and \\ and \$") == "`code` and \\ and $"
+    for bad in (r"a\nb", "${x}"):
+        with pytest.raises(RuntimeError):
+            template_text(bad)
+
+
+async def test_the_language_files_are_served_and_cached(client):
+    for code in ("de", "fr"):
+        plain = await client.get(f"/widget.{code}.json")
+        assert plain.status_code == 200 and plain.mimetype == "application/json"
+        assert plain.headers["Access-Control-Allow-Origin"] == "*"  # read by pages elsewhere
+        assert plain.headers["Cache-Control"].startswith("public, max-age=")
+        body = await plain.get_data()
+        assert body == served_script(f"widget.{code}.json").body
+        again = await client.get(f"/widget.{code}.json",
+                                 headers={"If-None-Match": plain.headers["ETag"]})
+        assert again.status_code == 304
+        zipped = await client.get(f"/widget.{code}.json", headers={"Accept-Encoding": "gzip"})
+        assert gzip.decompress(await zipped.get_data()) == body
+    for missing in ("en", "xx", "de.json"):  # English is in the script itself
+        response = await client.get(f"/widget.{missing}.json")
+        assert response.status_code == 404
+        assert (await response.get_json())["error"]["code"] == "not_found"
 
 
 def test_compact_css_keeps_meaning():

@@ -233,3 +233,34 @@ async def test_polling_takes_over_where_websockets_are_blocked(ovation, static_s
     await other.locator("ovation-widget").get_by_role("button", name="Post comment").click()
     await expect(widget.locator("button[data-reaction=like] .n")).to_have_text("1", timeout=10_000)
     await expect(widget.locator("button.new")).to_have_text("Show 1 new comment", timeout=10_000)
+
+
+async def test_a_refused_subscription_is_retried_on_a_new_socket(ovation, static_site, new_context):
+    """The server answers `subscribe` with an error frame while Redis restarts; that socket
+    follows nothing, so the widget must connect again rather than wait on it for good."""
+    url = widget_page(static_site, "refused", "/posts/refused/")
+    context = await new_context()
+    sockets = 0
+
+    async def refuse_the_first_subscription(socket) -> None:
+        nonlocal sockets
+        sockets += 1
+        if sockets > 1:
+            socket.connect_to_server()  # the real server from now on
+            return
+
+        def answer(message) -> None:  # what web/routes/live.py sends when Redis is down
+            socket.send('{"type": "error", "code": "service_unavailable", '
+                        '"message": "Redis is not reachable.", "id": null}')
+
+        socket.on_message(answer)
+
+    await context.route_web_socket(re.compile(".*/live$"), refuse_the_first_subscription)
+    reader = await context.new_page()
+    await reader.goto(url)
+    widget = reader.locator("ovation-widget")
+    await expect(widget).to_have_attribute("data-state", "live", timeout=20_000)
+    assert sockets >= 2
+    other = await open_page(await new_context(), url)
+    await other.locator("ovation-widget button[data-reaction=like]").click()
+    await expect(widget.locator("button[data-reaction=like] .n")).to_have_text("1")

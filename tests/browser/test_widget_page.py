@@ -277,6 +277,39 @@ async def test_languages_and_themes(ovation, static_site, new_context):
         "e => getComputedStyle(e).backgroundColor") == "rgb(0, 90, 0)"
 
 
+async def test_other_languages_load_their_words_only_where_needed(ovation, static_site,
+                                                                  new_context):
+    """/widget.js carries English: a page in English fetches no language file, a German page
+    /widget.de.json from the widget's own origin, and where that cannot come the widget speaks
+    English. The view goes as text/plain, a CORS simple request: no preflight before it."""
+    body = '<ovation-widget path="/posts/words/"></ovation-widget>'
+    english = static_site.page("words-en", body)
+    german = static_site.page("words-de", body, lang="de")
+    context = await new_context()
+    requests = []
+    context.on("request", lambda request: requests.append(request))
+
+    await open_page(context, english)
+    assert [r.url for r in requests if re.search(r"/widget\.\w+\.json", r.url)] == []
+    views = [r for r in requests if r.url.endswith("/interactions")]
+    assert [r.method for r in views] == ["POST"]
+    assert views[0].headers["content-type"].startswith("text/plain")
+
+    requests.clear()
+    page = await open_page(context, german)
+    await expect(page.locator("ovation-widget").get_by_role(
+        "button", name="Kommentar senden")).to_be_visible()
+    assert [r.url for r in requests if re.search(r"/widget\.\w+\.json", r.url)] == [
+        f"{ovation.url}/widget.de.json"]
+
+    offline = await new_context()
+    await offline.route("**/widget.de.json", lambda route: route.abort())
+    page = await open_page(offline, german)
+    widget = page.locator("ovation-widget")
+    await expect(widget.get_by_role("button", name="Post comment")).to_be_visible()
+    await expect(widget.locator("h2")).to_have_text("0 comments")
+
+
 async def test_the_counter_script_fills_an_index_page_with_one_request(
         ovation, static_site, new_context):
     posts = ["/posts/index-a/", "/posts/index-b/", "/posts/index-c/"]

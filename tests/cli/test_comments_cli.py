@@ -9,6 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from appliance.errors import Forbidden
 from appliance.services.comments import CommentInput, CommentService
 from appliance.services.sites import add_site
 from appliance.services.sql_runner import SqlRunner
@@ -139,6 +140,31 @@ async def comment_again(settings, database):
     try:
         return await service.submit(get_site(database, "blog"), CommentInput(
             path="/post", body="Back again", visitor="visitor-cli-0001"), "198.51.100.2")
+    finally:
+        await client.aclose()
+        sql.close()
+
+
+async def test_ban_and_unban_reach_a_running_worker_at_once(env, posted, database, settings):
+    # A web worker checks comments against its own copy of the site's bans: the commands must
+    # tell it (through Redis) that the copy it holds is outdated, for the very next comment.
+    client = async_redis(settings)
+    sql = SqlRunner()
+    worker = CommentService(client, database, settings, sql.run)
+    site = get_site(database, "blog")
+
+    async def post(body: str):
+        return await worker.submit(site, CommentInput(
+            path="/post", body=body, visitor="visitor-cli-0001"), "198.51.100.2")
+
+    try:
+        assert (await post("Before the ban")).status == "pending"  # the worker holds a copy
+        assert invoke(env, "comments", "ban", posted[1], "--keep").exit_code == 0
+        with pytest.raises(Forbidden) as refused:
+            await post("After the ban")
+        assert refused.value.code == "banned"
+        assert invoke(env, "comments", "unban", posted[1]).exit_code == 0
+        assert (await post("After the unban")).status == "pending"
     finally:
         await client.aclose()
         sql.close()

@@ -1,29 +1,29 @@
 """The comment part of the load: clients that post comments and replies and edit and delete
 their own (with the edit token each 202 gave them), and clients that vote on comments.
 
-Every answer goes to the scenario's ledgers: the id of each acknowledged comment, and in the
-CommentLedger the last acknowledged body, deletion and vote of each comment and visitor.
+Every answer goes to the process's ledgers: the id of each acknowledged comment, and in the
+CommentLedger the last acknowledged body, deletion and vote of each comment and visitor. The
+voters of a process vote on the comments of that process's authors, and every author and voter
+is a visitor of its own: so each comment's state and each visitor's vote has its whole history
+in one process, one ledger (see comment_ledger), and needs no state shared between processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
-from typing import TYPE_CHECKING
 
 import httpx
 
-from appliance.storage.database import open_database
-from appliance.storage.models import Comment
-from tests.reliability.comment_ledger import VOTES, CommentLedger, OwnComment, Rows
-from tests.reliability.rig import ORIGIN, SITE
-
-if TYPE_CHECKING:
-    from tests.reliability.scenario import Scenario
+from tests.reliability.clients import HEADERS, SITE, Clients
+from tests.reliability.comment_ledger import VOTES, CommentLedger, OwnComment
 
 PATHS = [f"/posts/{n}" for n in range(3)]  # pages with comments (already normalised)
-HEADERS = {"Origin": ORIGIN}
+# Authors edit and delete only comments posted at least this long before the edit window
+# closes, so that no edit is refused for its age (the request itself takes at most 5 s).
+EDIT_MARGIN_S = 30.0
 
 
 def timed_out(exc: httpx.HTTPError) -> bool:
@@ -32,34 +32,36 @@ def timed_out(exc: httpx.HTTPError) -> bool:
 
 
 class CommentLoad:
-    def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
+    def __init__(self, clients: Clients, edit_window_s: float) -> None:
+        self.clients = clients
         self.ledger = CommentLedger()
         self.votable: list[str] = []  # acknowledged comment ids, oldest first
+        self.editable_s = edit_window_s - EDIT_MARGIN_S
 
     def url(self, rng: random.Random) -> str:
-        return f"{rng.choice(self.scenario.web_urls())}/api/v1/sites/{SITE}/comments"
+        return f"{rng.choice(self.clients.urls)}/api/v1/sites/{SITE}/comments"
 
     def unanswered(self, kind: str) -> None:
-        self.scenario.ledger.unanswered += 1
+        self.clients.ledger.unanswered += 1
         self.answered(kind, "no answer")
 
     def answered(self, kind: str, answer: int | str) -> None:
-        self.scenario.ledger.statuses[f"{kind} {answer}"] += 1
+        self.clients.ledger.statuses[f"{kind} {answer}"] += 1
 
     def error(self, message: str) -> None:
-        self.scenario.errors.append(message)
+        self.clients.errors.append(message)
 
     # -- authors ---------------------------------------------------------------------------
 
     async def author(self, number: int) -> None:
         """Posts comments and replies; now and then edits or deletes one of its recent ones
         (and repeats a delete that got no answer, which is safe: deleting is idempotent)."""
-        rng = random.Random(self.scenario.seed * 10000 + number)
+        rng = random.Random(self.clients.seed * 10000 + number)
         mine: list[OwnComment] = []
         async with httpx.AsyncClient(timeout=5) as http:
-            while not self.scenario.stop.is_set():
-                recent = mine[-20:]
+            while not self.clients.stop.is_set():
+                young = time.monotonic() - self.editable_s  # posted after this: editable
+                recent = [comment for comment in mine[-20:] if comment.sent_at > young]
                 standing = [comment for comment in recent if comment.deleted == "no"]
                 doubtful = [comment for comment in recent if comment.deleted == "maybe"]
                 roll = rng.random()
@@ -77,6 +79,7 @@ class CommentLoad:
                    mine: list[OwnComment]) -> str | None:
         token = uuid.uuid4().hex
         text = f"Comment {token}"
+        sent_at = time.monotonic()  # before the web starts the edit window
         body = {"path": rng.choice(PATHS), "body": text, "visitor": f"commenter-{number}"}
         if mine and rng.random() < 0.4:  # a reply to one of mine, stored or not yet
             parent = rng.choice(mine)
@@ -89,16 +92,16 @@ class CommentLoad:
         self.answered("comment", response.status_code)
         if response.status_code == 202:
             answer = response.json()
-            ledger = self.scenario.ledger
+            ledger = self.clients.ledger
             ledger.comments.add(answer["id"])
             ledger.comment_tokens.add(token)
             ledger.operations += 1
             mine.append(self.ledger.posted(answer["id"], answer["path"], answer["edit_token"],
-                                           text))
+                                           text, sent_at))
             self.votable.append(answer["id"])
             return answer["id"]
         if response.status_code >= 500:
-            self.scenario.ledger.unanswered += 1
+            self.clients.ledger.unanswered += 1
         elif response.json()["error"]["code"] != "unknown_parent":
             self.error(f"comment answered {response.status_code}: {response.text}")
         await asyncio.sleep(0.1)
@@ -111,7 +114,7 @@ class CommentLoad:
                                     {"edit_token": comment.edit_token, "body": text})
         if outcome == "acknowledged":
             self.ledger.edited(comment, text)
-            self.scenario.ledger.operations += 1
+            self.clients.ledger.operations += 1
         elif outcome != "refused":
             comment.body.unknown(text, outcome == "timed out")
 
@@ -121,7 +124,7 @@ class CommentLoad:
                                     {"edit_token": comment.edit_token})
         if outcome == "acknowledged":
             self.ledger.deleted(comment)
-            self.scenario.ledger.operations += 1
+            self.clients.ledger.operations += 1
         elif outcome != "refused":
             comment.deleted = "maybe"
 
@@ -139,7 +142,7 @@ class CommentLoad:
         if response.status_code == 202:
             return "acknowledged"
         if response.status_code >= 500:
-            self.scenario.ledger.unanswered += 1
+            self.clients.ledger.unanswered += 1
             await asyncio.sleep(0.1)
             return "unanswered"
         self.error(f"{method} comment answered {response.status_code}: {response.text}")
@@ -148,10 +151,11 @@ class CommentLoad:
     # -- voters ----------------------------------------------------------------------------
 
     async def voter(self, number: int) -> None:
-        """Votes up, down or none on recent comments, as one of a few visitors."""
-        rng = random.Random(self.scenario.seed * 100000 + number)
+        """Votes up, down or none on recent comments of this process's authors, as one of a
+        few visitors of its own."""
+        rng = random.Random(self.clients.seed * 100000 + number)
         async with httpx.AsyncClient(timeout=5) as http:
-            while not self.scenario.stop.is_set():
+            while not self.clients.stop.is_set():
                 if not self.votable:
                     await asyncio.sleep(0.1)
                     continue
@@ -172,34 +176,10 @@ class CommentLoad:
         self.answered("vote", response.status_code)
         if response.status_code == 200:
             self.ledger.voted(visitor, comment_id, vote)
-            self.scenario.ledger.operations += 1
+            self.clients.ledger.operations += 1
         elif response.status_code >= 500:
-            self.scenario.ledger.unanswered += 1
+            self.clients.ledger.unanswered += 1
             self.ledger.vote_unknown(visitor, comment_id, vote, False)
             await asyncio.sleep(0.1)
         elif response.json()["error"]["code"] != "unknown_comment":  # not stored yet, deleted
             self.error(f"vote answered {response.status_code}: {response.text}")
-
-    # -- checking --------------------------------------------------------------------------
-
-    def read_rows(self) -> dict[str, Rows]:
-        settings = self.scenario.rig.settings
-        assert settings is not None
-        database = open_database(settings.effective_database_url)
-        try:
-            with database.connection_context():
-                return {row[0]: Rows(*row[1:]) for row in Comment.select(
-                    Comment.id, Comment.status, Comment.body_markdown, Comment.votes_up,
-                    Comment.votes_down).tuples()}
-        finally:
-            database.close()
-
-    async def wait_for_changes(self, timeout_s: float) -> None:
-        """Until the listener has stored every acknowledged edit and delete (or time is up:
-        the comparison then reports what is missing)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            if not self.ledger.pending_changes(await asyncio.to_thread(self.read_rows)):
-                return
-            await asyncio.sleep(0.2)

@@ -9,6 +9,11 @@ a request without an answer may have left instead. Which of those a request can 
   may have replaced it;
 - it timed out: its web may still be working on it and finish after later requests, so it
   stays a possible final state for good ("late").
+
+"The last acknowledged" needs one order of requests: each comment is edited and deleted only
+by the client that posted it, and each visitor votes from one client. The load runs in several
+processes, each with a ledger; the runner merges them (`merge`), which refuses a comment or a
+visitor found in two.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class OwnComment:
     edit_token: str
     body: Possible
     deleted: str = "no"  # no | maybe (a delete without an answer) | yes
+    sent_at: float = 0.0  # when the post was sent (time.monotonic): the edit window's start
 
 
 @dataclass
@@ -66,8 +72,9 @@ class CommentLedger:
 
     # -- recording -------------------------------------------------------------------------
 
-    def posted(self, comment_id: str, path: str, edit_token: str, body: str) -> OwnComment:
-        comment = OwnComment(comment_id, path, edit_token, Possible(body))
+    def posted(self, comment_id: str, path: str, edit_token: str, body: str,
+               sent_at: float = 0.0) -> OwnComment:
+        comment = OwnComment(comment_id, path, edit_token, Possible(body), sent_at=sent_at)
         self.own[comment_id] = comment
         return comment
 
@@ -85,6 +92,20 @@ class CommentLedger:
 
     def vote_unknown(self, visitor: str, comment_id: str, vote: str, timed_out: bool) -> None:
         self.votes.setdefault((visitor, comment_id), Possible("none")).unknown(vote, timed_out)
+
+    def merge(self, other: CommentLedger) -> None:
+        """Another process's ledger into this one. A comment or a visitor in both would have
+        two histories, and no last acknowledged state: refused."""
+        both = self.own.keys() & other.own.keys()
+        voters = {visitor for visitor, _ in self.votes} & {visitor for visitor, _ in other.votes}
+        if both or voters:
+            raise ValueError(f"comments {sorted(both)} and voters {sorted(voters)} are in two "
+                             "ledgers: each must be kept by one process")
+        self.own.update(other.own)
+        self.votes.update(other.votes)
+        self.edits += other.edits
+        self.deletes += other.deletes
+        self.votes_acknowledged += other.votes_acknowledged
 
     # -- checking --------------------------------------------------------------------------
 

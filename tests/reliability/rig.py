@@ -27,18 +27,21 @@ from appliance.storage.migrations import migrate
 from appliance.storage.site_store import get_site, update_site
 from appliance.supervision import owned_redis
 from tests.conftest import PostgresServer, free_port, start_process, stop_process
+from tests.reliability.clients import ORIGIN, SITE
 from tests.reliability.receivers import Receivers
 
-SITE = "blog"
-ORIGIN = "https://blog.example"
+__all__ = ["ORIGIN", "OWNER", "SITE", "WORKERS", "Rig"]
+
 OWNER = "owner@blog.example"  # gets a new_comment e-mail for every comment
 WORKERS = ("web0", "web1", "flusher", "listener", "notifier")
 
 
 class Rig:
-    def __init__(self, directory: Path, backend: str) -> None:
+    def __init__(self, directory: Path, backend: str,
+                 settings: dict[str, object] | None = None) -> None:
         self.directory = directory
         self.backend = backend
+        self.overrides = settings or {}  # of the settings below (the soak's short retention)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.redis_dir = directory / "redis"
         self.redis_dir.mkdir(exist_ok=True)
@@ -62,14 +65,15 @@ class Rig:
             database_url = self.postgres.create_database()
         else:
             database_url = f"sqlite:///{self.directory / 'ovation.db'}"
-        self.settings = Settings(
+        self.settings = Settings(**{**dict(
             database_url=database_url, redis_url=f"unix://{self.redis_dir / 'redis.sock'}",
             data_dir=self.directory / "data", secret_key="reliability-secret",
             flush_interval_s=0.5, flush_retry_max_s=1.0, live_coalesce_ms=100,
             rate_interactions_per_min=0, rate_interactions_per_visitor_per_min=0,
             rate_reads_per_min=0, rate_admin_per_min=0,
             comment_rate_limit=10000, comment_rate_window_s=1,
-            # Edits and deletes of any comment posted during a soak.
+            # Edits and deletes of any comment posted during a soak (unless the soak's
+            # --short-retention makes the window shorter).
             comment_edit_window_s=7200,
             # One notification per comment and channel, so "every acknowledged comment was
             # notified" is an exact check: no digests (window 0, a cap never reached), retries
@@ -78,7 +82,7 @@ class Rig:
             smtp_host="127.0.0.1", smtp_port=self.receivers.smtp_port, smtp_security="none",
             notify_digest_window_s=0, notify_email_cap_per_hour=100000,
             notify_retry_base_s=0.2, notify_retry_max_s=1.0, notify_max_attempts=50,
-            notify_timeout_s=1.25, notify_webhook_allow_private=True)
+            notify_timeout_s=1.25, notify_webhook_allow_private=True), **self.overrides})
         database = open_database(database_url)
         migrate(database)
         add_site(database, SITE, [ORIGIN])

@@ -1,12 +1,15 @@
 """One fault-injection scenario: steady mixed load, random crashes, then a ledger check.
 
-Every client records what the appliance acknowledged to it (the `applied` delta of each
-interaction answer, the id of each 202 comment, each acknowledged edit, delete and vote). A
-request that got no answer (its web was killed, Redis was restarting) was not acknowledged: it
-may or may not have been applied, so it widens the allowed range of its counter instead of
-being counted. At the end, after a final flush, SQL must hold every acknowledged delta and
-comment exactly once, the last acknowledged edit of each comment and vote of each visitor, and
-every acknowledged comment must have been notified (e-mail and webhook) under one key.
+The load's clients run in several processes (tests/reliability/client_processes.py). The
+runner, this module, injects the faults, runs the live subscribers and the canaries, and does
+the end phase. Every client records what the appliance acknowledged to it (the `applied` delta
+of each interaction answer, the id of each 202 comment, each acknowledged edit, delete and
+vote). A request that got no answer (its web was killed, Redis was restarting) was not
+acknowledged: it may or may not have been applied, so it widens the allowed range of its
+counter instead of being counted. Each process sends its ledgers to the runner, which merges
+them. At the end, after a final flush, SQL must hold every acknowledged delta and comment
+exactly once, the last acknowledged edit of each comment and vote of each visitor, and every
+acknowledged comment must have been notified (e-mail and webhook) under one key.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import random
 import time
 import uuid
 from collections import Counter as Tally
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,37 +29,13 @@ import websockets
 from appliance.storage.database import open_database
 from appliance.storage.models import Comment, Counter, Page
 from tests.reliability import notification_fates
+from tests.reliability.client_processes import ClientProcesses, share_out
+from tests.reliability.clients import CANARY, PATHS, Clients
 from tests.reliability.comment_clients import CommentLoad
+from tests.reliability.comment_ledger import Rows
 from tests.reliability.rig import ORIGIN, OWNER, SITE, Rig
 
-PATHS = [f"/posts/{n}" for n in range(8)]  # already normalised
-CANARY = "/canary"
-HEADERS = {"Origin": ORIGIN}
-
-
-@dataclass
-class Ledger:
-    acknowledged: Tally = field(default_factory=Tally)  # (path, reaction) -> sum of applied
-    low: Tally = field(default_factory=Tally)  # unanswered requests: least they could add
-    high: Tally = field(default_factory=Tally)  # ... and most
-    operations: int = 0
-    unanswered: int = 0
-    comments: set[str] = field(default_factory=set)
-    comment_tokens: set[str] = field(default_factory=set)
-    statuses: Tally = field(default_factory=Tally)
-
-    def ack(self, path: str, reaction: str, applied: int) -> None:
-        self.acknowledged[(path, reaction)] += applied
-        self.operations += 1
-
-    def unknown(self, body: dict) -> None:
-        """The request may have been applied: it may add anything its rule allows."""
-        self.unanswered += 1
-        key = (body["path"], body["reaction"])
-        if body["reaction"] == "like" and body["action"] == "remove":
-            self.low[key] -= 1
-        else:
-            self.high[key] += body.get("amount", 1)
+CLIENT_PROCESSES = 2  # beside the runner (the suite's machines may have only two cores)
 
 
 @dataclass
@@ -92,103 +71,38 @@ TABLE_HEAD = ("| scenario | faults injected | operations acknowledged | lost | d
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
-def interaction(rng: random.Random, client: int) -> dict:
-    reaction = rng.choice(["view", "like", "like", "applause", "applause"])
-    return {"path": rng.choice(PATHS), "reaction": reaction,
-            "visitor": f"visitor-{client:02d}-{rng.randrange(6)}",
-            "action": rng.choice(["add", "remove"]) if reaction == "like" else "add",
-            "amount": rng.randrange(1, 10) if reaction == "applause" else 1}
-
-
 class Scenario:
     def __init__(self, rig: Rig, seed: int, http_clients: int = 4, ws_clients: int = 3,
                  comment_clients: int = 2, voters: int = 2, subscribers: int = 4,
-                 faults: bool = True) -> None:
+                 faults: bool = True, processes: int = CLIENT_PROCESSES) -> None:
         self.rig = rig
         self.rng = random.Random(seed)
         self.seed = seed
-        self.ledger = Ledger()
-        self.comments = CommentLoad(self)
-        self.stop = asyncio.Event()
+        assert rig.settings is not None, "start the rig first"
+        self.edit_window_s = float(rig.settings.comment_edit_window_s)
+        # The runner's own clients: the canaries and the final views. At the end, the client
+        # processes' ledgers are merged into these.
+        self.clients = Clients(self.web_urls(), seed)
+        self.ledger = self.clients.ledger
+        self.errors = self.clients.errors
+        self.comments = CommentLoad(self.clients, self.edit_window_s)
+        self.stop = asyncio.Event()  # set when the load has stopped
         self.counts = (http_clients, ws_clients, comment_clients, voters, subscribers)
+        self.specs = share_out(processes, self.web_urls(), seed, self.edit_window_s,
+                               http_clients, ws_clients, comment_clients, voters)
         self.inject_faults = faults
         self.faults: Tally = Tally()
         self.recover_s: list[float] = []
-        self.errors: list[str] = []
         self.last_totals: list[dict[str, dict[str, int]]] = [{} for _ in range(subscribers)]
         self.reconnects = 0
         self.sockets = [""] * subscribers  # each subscriber's socket: web, when, frames since
         self.churns = 0  # subscriber reconnections on purpose (connection churn)
-        self.last_failure = ""  # the last failed interaction, for a recovery that never comes
         self.late: Tally = Tally()  # undelivered notifications Ovation still holds, by fate
 
     def web_urls(self) -> list[str]:
         return [self.rig.url("web0"), self.rig.url("web1")]
 
-    # -- clients -----------------------------------------------------------------------------
-
-    async def http_client(self, number: int) -> None:
-        rng = random.Random(self.seed * 100 + number)
-        async with httpx.AsyncClient(timeout=5) as http:
-            while not self.stop.is_set():
-                body = interaction(rng, number)
-                await self.send_interaction(http, rng.choice(self.web_urls()), body)
-                await asyncio.sleep(0.005)
-
-    async def send_interaction(self, http: httpx.AsyncClient, url: str, body: dict) -> bool:
-        try:
-            response = await http.post(f"{url}/api/v1/sites/{SITE}/interactions", json=body,
-                                       headers=HEADERS)
-        except httpx.HTTPError as exc:
-            self.ledger.unknown(body)
-            self.ledger.statuses["interaction no answer"] += 1
-            self.last_failure = f"{url}: {type(exc).__name__}: {exc}"
-            await asyncio.sleep(0.1)
-            return False
-        self.ledger.statuses[f"interaction {response.status_code}"] += 1
-        if response.status_code == 200:
-            result = response.json()
-            self.ledger.ack(result["path"], body["reaction"], result["applied"])
-            return True
-        self.last_failure = f"{url}: {response.status_code} {response.text[:300]}"
-        if response.status_code >= 500:
-            self.ledger.unknown(body)
-        else:
-            self.errors.append(f"interaction answered {response.status_code}: {response.text}")
-        await asyncio.sleep(0.1)
-        return False
-
-    async def ws_client(self, number: int) -> None:
-        rng = random.Random(self.seed * 1000 + number)
-        while not self.stop.is_set():
-            url = rng.choice(self.web_urls()).replace("http", "ws")
-            body = None
-            try:
-                async with websockets.connect(f"{url}/api/v1/sites/{SITE}/live", origin=ORIGIN,
-                                              open_timeout=3) as ws:
-                    await asyncio.wait_for(ws.recv(), 3)  # hello
-                    budget = rng.randrange(50, 300)  # then a new connection (churn)
-                    while not self.stop.is_set() and budget:
-                        budget -= 1
-                        body = interaction(rng, 50 + number)
-                        message_id = uuid.uuid4().hex
-                        await ws.send(json.dumps({"type": "interact", "id": message_id, **body}))
-                        while True:  # other frames (pushes) may come first
-                            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
-                            if frame.get("id") == message_id:
-                                break
-                        if frame["type"] == "result":
-                            self.ledger.ack(frame["path"], body["reaction"], frame["applied"])
-                        elif frame.get("code") == "service_unavailable":
-                            self.ledger.unknown(body)
-                        else:
-                            self.errors.append(f"websocket answered {frame}")
-                        body = None
-                        await asyncio.sleep(0.005)
-            except (TimeoutError, OSError, websockets.exceptions.WebSocketException):
-                if body is not None:
-                    self.ledger.unknown(body)
-                await asyncio.sleep(0.1)
+    # -- live subscribers (in the runner: the end phase checks what they hold) ----------------
 
     async def subscriber(self, number: int) -> None:
         """Listens to every page; reconnects (to either web) whenever its socket dies, and on
@@ -205,16 +119,23 @@ class Scenario:
                                               open_timeout=3) as ws:
                     await asyncio.wait_for(ws.recv(), 3)  # hello
                     await ws.send(json.dumps({"type": "subscribe", "paths": PATHS}))
+                    subscribed = False
                     async for raw in ws:
                         frames += 1
                         self.sockets[number] = (f"{url} since {opened:.1f}, {frames} frames, "
                                                 f"last at {time.monotonic():.1f}")
                         frame = json.loads(raw)
                         if frame["type"] == "subscribed":
+                            subscribed = True
                             for page in frame["pages"]:
                                 seen[page["path"]] = page["totals"]
                         elif frame["type"] == "totals":
                             seen[frame["path"]] = frame["totals"]
+                        elif frame["type"] == "error" and not subscribed:
+                            # The subscribe was refused (e.g. 503 while Redis restarts): the
+                            # socket follows nothing, so connect again, as the widget does.
+                            # Waiting on it hung one CI run ("3/4 subscribers caught up").
+                            break
                         if time.monotonic() > churn_at and not self.stop.is_set():
                             churned = True
                             break
@@ -261,16 +182,17 @@ class Scenario:
         for url in self.web_urls():
             body = {"path": CANARY, "reaction": "view", "visitor": visitor, "action": "add",
                     "amount": 1}
-            while not await self.send_interaction(http, url, body):
+            while not await self.clients.send_interaction(http, url, body):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{url} did not recover within {timeout_s} s; "
-                                         f"last failure: {self.last_failure}")
+                                         f"last failure: {self.clients.last_failure}")
                 body = {**body, "visitor": f"canary-{uuid.uuid4().hex[:12]}"}
         comment_id = None
         while comment_id is None and time.monotonic() < deadline:
             comment_id = await self.comments.post(http, self.rng, 99, [])
         totals: dict[tuple[str, str], int] = {}
         stored: set[str] = set()
+        want = self.ledger.acknowledged[(CANARY, "view")]
         while time.monotonic() < deadline:
             want = self.ledger.acknowledged[(CANARY, "view")]
             try:
@@ -284,17 +206,21 @@ class Scenario:
                              f"{comment_id} stored: {comment_id in stored}, "
                              f"canary views in SQL {totals.get((CANARY, 'view'))} of {want}")
 
-    async def fault_loop(self, duration_s: float) -> None:
+    async def fault_loop(self, duration_s: float, processes: ClientProcesses) -> None:
         """Faults one after another, under load, until `duration_s` has passed and every kind
-        has been injected at least once (in a seeded random order, each round)."""
+        has been injected at least once (in a seeded random order, each round). Ends early if
+        a client process dies (an error of the run)."""
+        started = time.monotonic()
         if not self.inject_faults:  # steady load only (the memory soak)
-            await asyncio.sleep(duration_s)
+            while time.monotonic() - started < duration_s and processes.check():
+                await asyncio.sleep(min(1.0, max(0.0, started + duration_s - time.monotonic())))
             return
         kinds = self.fault_kinds()
         order: list[str] = []
         async with httpx.AsyncClient(timeout=5) as http:
-            started = time.monotonic()
             while time.monotonic() - started < duration_s or len(self.faults) < len(kinds):
+                if not processes.check():
+                    return
                 if not order:
                     order = self.rng.sample(kinds, len(kinds))
                 await asyncio.sleep(self.rng.uniform(0.5, 1.5))  # load without faults
@@ -319,6 +245,26 @@ class Scenario:
         finally:
             database.close()
 
+    def read_rows(self) -> dict[str, Rows]:
+        assert self.rig.settings is not None
+        database = open_database(self.rig.settings.effective_database_url)
+        try:
+            with database.connection_context():
+                return {row[0]: Rows(*row[1:]) for row in Comment.select(
+                    Comment.id, Comment.status, Comment.body_markdown, Comment.votes_up,
+                    Comment.votes_down).tuples()}
+        finally:
+            database.close()
+
+    async def wait_for_changes(self, timeout_s: float) -> None:
+        """Until the listener has stored every acknowledged edit and delete (or time is up:
+        the comparison then reports what is missing)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.comments.ledger.pending_changes(await asyncio.to_thread(self.read_rows)):
+                return
+            await asyncio.sleep(0.2)
+
     def comment_bodies(self) -> list[str]:
         assert self.rig.settings is not None
         database = open_database(self.rig.settings.effective_database_url)
@@ -329,17 +275,19 @@ class Scenario:
             database.close()
 
     async def run(self, name: str, duration_s: float) -> Report:
-        http_n, ws_n, comment_n, voter_n, sub_n = self.counts
-        subscribers = [asyncio.create_task(self.subscriber(n)) for n in range(sub_n)]
-        clients = ([asyncio.create_task(self.http_client(n)) for n in range(http_n)]
-                   + [asyncio.create_task(self.ws_client(n)) for n in range(ws_n)]
-                   + [asyncio.create_task(self.comments.author(n)) for n in range(comment_n)]
-                   + [asyncio.create_task(self.comments.voter(n)) for n in range(voter_n)])
+        subscribers = [asyncio.create_task(self.subscriber(n)) for n in range(self.counts[4])]
+        processes = ClientProcesses(self.specs)
         try:
-            await self.fault_loop(duration_s)
+            await asyncio.to_thread(processes.start)
+            await self.fault_loop(duration_s, processes)
         finally:
             self.stop.set()
-            await asyncio.gather(*clients)
+            shares = await asyncio.to_thread(processes.finish)
+            self.errors.extend(processes.errors)
+        for share in shares:  # each visitor and comment in one ledger (comment_ledger.py)
+            self.ledger.merge(share.ledger)
+            self.comments.ledger.merge(share.comments)
+            self.errors.extend(share.errors)
         caught_up = await self.check_subscribers(subscribers)
         lost, duplicated = await self.settle_and_compare()
         return Report(name, self.faults, self.ledger.operations, self.by_kind(), lost,
@@ -368,7 +316,7 @@ class Scenario:
             for path in PATHS:
                 body = {"path": path, "reaction": "view", "action": "add", "amount": 1,
                         "visitor": f"final-{uuid.uuid4().hex[:12]}"}
-                assert await self.send_interaction(http, self.web_urls()[0], body)
+                assert await self.clients.send_interaction(http, self.web_urls()[0], body)
             deadline = time.monotonic() + 15
             while True:
                 response = await http.post(f"{self.web_urls()[1]}/api/v1/sites/{SITE}"
@@ -404,7 +352,7 @@ class Scenario:
             if self.ledger.comments <= stored:
                 break
             await asyncio.sleep(0.2)
-        await self.comments.wait_for_changes(max(deadline - time.monotonic(), 5))
+        await self.wait_for_changes(max(deadline - time.monotonic(), 5))
         await self.wait_for_notifications(60)
         code = await asyncio.to_thread(self.rig.terminate_flusher)
         if code != 0:
@@ -433,7 +381,7 @@ class Scenario:
         if doubled:
             self.errors.append(f"{doubled} comments are stored more than once")
         changes_lost, changes_duplicated, problems = self.comments.ledger.compare(
-            await asyncio.to_thread(self.comments.read_rows))
+            await asyncio.to_thread(self.read_rows))
         self.errors.extend(problems)
         return lost + changes_lost + self.check_notifications(), duplicated + changes_duplicated
 

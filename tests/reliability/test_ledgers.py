@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+
+import pytest
 
 from appliance import events
 from appliance.notify import keys
@@ -18,6 +21,9 @@ from appliance.notify.subscriptions import WebhookRecord
 from appliance.notify.webhook_channel import WebhookChannel
 from appliance.settings import Settings
 from appliance.workers.stream_consumer import publish_event
+from tests.conftest import free_port
+from tests.reliability.client_processes import ClientProcesses, share_out
+from tests.reliability.clients import Ledger
 from tests.reliability.comment_ledger import CommentLedger, Rows
 from tests.reliability.notification_fates import LATE, fates
 from tests.reliability.receivers import Deliveries, Receivers
@@ -75,6 +81,80 @@ def test_a_deletion_nobody_asked_for_is_reported():
     ledger.posted(A, "/p", "token", "Comment a")
     _, _, errors = ledger.compare({A: Rows("deleted", "Comment a", 0, 0)})
     assert errors == [f"comment {A} is deleted, but no delete was ever sent"]
+
+
+def test_the_processes_ledgers_add_up():
+    first, second = Ledger(), Ledger()
+    first.ack("/p", "view", 1)
+    first.unknown({"path": "/p", "reaction": "like", "action": "remove"})
+    first.comments.add(A)
+    first.statuses["interaction 200"] += 1
+    second.ack("/p", "view", 1)
+    second.ack("/p", "applause", 7)
+    second.unknown({"path": "/p", "reaction": "like", "action": "remove"})
+    second.unknown({"path": "/p", "reaction": "applause", "action": "add", "amount": 5})
+    second.comments.add(B)
+    second.statuses["interaction 200"] += 2
+    first.merge(second)
+    assert first.acknowledged == {("/p", "view"): 2, ("/p", "applause"): 7}
+    assert first.low == {("/p", "like"): -2}  # negative: two likes may have been removed
+    assert first.high == {("/p", "applause"): 5}
+    assert (first.operations, first.unanswered, first.comments) == (3, 3, {A, B})
+    assert first.statuses == {"interaction 200": 3}
+
+
+def test_comment_ledgers_merge_and_refuse_a_visitor_or_comment_kept_twice():
+    first, second = CommentLedger(), CommentLedger()
+    mine = first.posted(A, "/p", "token", "Comment a")
+    first.edited(mine, "Edited a")
+    first.voted("voter-0-1", A, "up")
+    theirs = second.posted(B, "/p", "token", "Comment b")
+    second.deleted(theirs)
+    second.voted("voter-1-1", B, "down")
+    second.vote_unknown("voter-1-2", A, "up", timed_out=False)  # voting on another's comment
+    first.merge(second)
+    assert (first.edits, first.deletes, first.votes_acknowledged) == (1, 1, 2)
+    assert first.vote_ranges() == {A: {"up": (1, 2), "down": (0, 0)},
+                                   B: {"up": (0, 0), "down": (1, 1)}}
+    assert first.compare({A: Rows("approved", "Edited a", 2, 0),
+                          B: Rows("deleted", "Comment b", 0, 1)}) == (0, 0, [])
+    again = CommentLedger()
+    again.voted("voter-1-1", "c" * 32, "up")  # a visitor of another process: no last vote
+    with pytest.raises(ValueError, match="voter-1-1"):
+        first.merge(again)
+    twice = CommentLedger()
+    twice.posted(A, "/p", "token", "Comment a")
+    with pytest.raises(ValueError, match=A):
+        first.merge(twice)
+
+
+def test_clients_are_shared_out_round_robin_and_voters_go_with_authors():
+    specs = share_out(2, ["http://web0"], 11, 7200, http=4, ws=3, authors=2, voters=2)
+    assert [(s.http, s.ws, s.authors, s.voters) for s in specs] == [
+        ((0, 2), (0, 2), (0,), (0,)), ((1, 3), (1,), (1,), (1,))]
+    with pytest.raises(ValueError, match="voters and no author"):
+        share_out(3, ["http://web0"], 11, 7200, http=4, ws=3, authors=2, voters=3)
+
+
+def test_client_processes_send_their_ledgers_and_a_dead_one_is_an_error_not_a_hang():
+    """Real processes, against a port nobody listens on: every request is unanswered."""
+    nobody = f"http://127.0.0.1:{free_port()}"
+    processes = ClientProcesses(share_out(2, [nobody], 11, 7200, http=2, ws=2, authors=2,
+                                          voters=2))
+    processes.start()
+    assert processes.check() and processes.errors == []
+    time.sleep(1)
+    processes.processes[1].kill()  # a client process crashes during the load
+    processes.processes[1].join()
+    assert not processes.check()
+    assert processes.errors == ["client process 1 died during the load (exit code -9)"]
+    started = time.monotonic()
+    [share] = processes.finish(timeout_s=30)
+    assert time.monotonic() - started < 30  # the dead one is not waited for
+    assert share.index == 0 and share.errors == []
+    assert share.ledger.operations == 0 and share.ledger.unanswered > 0
+    assert share.ledger.statuses["interaction no answer"] > 0
+    assert not any(process.is_alive() for process in processes.processes)
 
 
 def test_repeats_under_one_key_are_redeliveries_and_two_keys_are_a_problem():

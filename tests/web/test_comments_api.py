@@ -25,6 +25,7 @@ from appliance.storage import comment_store
 from appliance.storage.site_store import get_site, update_site
 from appliance.workers.listener import build_listener
 from tests.web.conftest import API, ORIGIN, OTHER_VISITOR, SITE, VISITOR, assert_error
+from web.schemas import CommentAccepted
 
 COMMENTS = f"{API}/comments"
 PAGE = "/post"
@@ -110,6 +111,10 @@ async def test_a_comment_is_accepted_with_an_edit_token_then_stored_and_shown(
     accepted = await response.get_json()
     assert set(accepted) == {"id", "path", "status", "edit_token", "html", "created_at",
                              "editable_until"}
+    # The route encodes the answer itself (no quart-schema validation): it must still be
+    # exactly what /openapi.json documents.
+    assert response.mimetype == "application/json"
+    assert CommentAccepted.model_validate(accepted).model_dump() == accepted
     assert ID.match(accepted["id"]) and accepted["path"] == PAGE
     assert accepted["status"] == "approved" and len(accepted["edit_token"]) >= 24
     assert accepted["html"] == ('<p>Nice <strong>post</strong>, see <a href="https://x.example/a"'

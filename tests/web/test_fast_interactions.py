@@ -149,3 +149,21 @@ async def test_a_client_gone_before_its_body_records_nothing(app, redis_client):
     body = json.dumps(interaction("like", "visitor-0001")).encode()
     assert await asgi_post(app.app, [body[:20]], disconnect=True) == (None, None)
     assert redis_client.hgetall(keys.STATS) == {}
+
+
+async def test_the_fast_path_asks_for_a_live_push_only_for_a_watched_page(app):
+    runtime = app.app.extensions["ovation"]
+    assert app.app.asgi_app.enabled
+    body = json.dumps(interaction("like", "visitor-0001")).encode()
+    assert (await asgi_post(app.app, [body]))[0] == 200
+    assert runtime.live.scheduled == 0  # no socket follows /p: no push, no throttle taken
+    async with app.test_client().websocket(f"{API}/live", headers={"Origin": ORIGIN}) as ws:
+        assert json.loads(await asyncio.wait_for(ws.receive(), 5))["type"] == "hello"
+        await ws.send(json.dumps({"type": "subscribe", "paths": ["/p"]}))
+        assert json.loads(await asyncio.wait_for(ws.receive(), 5))["type"] == "subscribed"
+        body = json.dumps(interaction("like", "visitor-0002")).encode()
+        status, answer = await asgi_post(app.app, [body])
+        assert (status, answer["totals"]["like"]) == (200, 2)
+        assert runtime.live.scheduled == 1
+        pushed = json.loads(await asyncio.wait_for(ws.receive(), 5))
+        assert pushed == {"type": "totals", "path": "/p", "totals": answer["totals"]}

@@ -14,6 +14,7 @@ import websockets
 from appliance import events
 from appliance.events import LiveEvent
 from appliance.services.sites import add_site
+from appliance.storage import counter_store as keys
 from tests.conftest import free_port, start_process, stop_process, wait_http
 from tests.web.conftest import ORIGIN, SITE, ZERO, like
 from web.broker import QUEUE_SIZE, Broker, Subscription, event_frame
@@ -249,6 +250,8 @@ async def test_a_page_pushed_by_one_worker_waits_its_interval_on_another(client,
     other_worker = LivePublisher(runtime, 2.0)  # a second worker on the same Redis
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(events.LIVE_CHANNEL)
+    # A socket somewhere follows the page (changes to pages nobody follows are not pushed).
+    redis_client.set(keys.watched_key(SITE, "/p"), "1", px=60_000)
     await like(client)  # takes the throttle; this worker pushes the page at once
     first = await published(pubsub, 2.0)
     assert LiveEvent.decode(first).data["totals"]["like"] == 1

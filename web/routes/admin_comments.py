@@ -150,5 +150,6 @@ async def lift_ban(site: str, ban_id: str) -> BanModel:
     may comment again at once. Answers the ban lifted."""
     rt = runtime()
     await rt.sites.get(site)
-    lifted = await rt.sql.run(bans.lift_ban, rt.database, bans.ban_id_from(ban_id), site)
+    lifted = await rt.sql.run(bans.lift_ban, rt.sync_redis, rt.database,
+                              bans.ban_id_from(ban_id), site)
     return BanModel(**bans.describe(lifted))

@@ -12,8 +12,10 @@ Anything it does not recognise as a well-formed interaction is handed to Quart u
 body read so far is replayed), before anything is recorded: another method or path, a body
 that is not `application/json`, too large, slow, not JSON, or not valid for the schema. So
 every error about the request itself comes from Quart's route and handlers, and the route
-stays the one /openapi.json documents. Errors found after that (unknown site, origin, rate
-limit, counter rules, an outage) are answered here, exactly as `web/errors.py` answers them.
+stays the one /openapi.json documents. (A `text/plain` body counts as JSON when the request
+names its Origin, as on the route: see `lean_schema.plain_text_from_a_page`.) Errors found
+after that (unknown site, origin, rate limit, counter rules, an outage) are answered here,
+exactly as `web/errors.py` answers them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from werkzeug.sansio.utils import get_host
 from appliance.errors import OvationError, ServiceUnavailable
 from appliance.services.client_address import client_address
 from web.errors import INTERNAL_ERROR, REDIS_UNAVAILABLE, error_body
+from web.routes.lean_schema import plain_text_from_a_page
 from web.routes.site_access import charge_for, check_origin, cors_headers
 from web.runtime import WebRuntime
 from web.schemas import InteractionRequest
@@ -111,7 +114,9 @@ class FastInteractions:
                     body: _Body) -> InteractionRequest:
         """The validated body, or HandToQuart (with what was read in `body`)."""
         limit = self._app.config["MAX_CONTENT_LENGTH"]
-        if headers.content_type not in JSON_TYPES or (
+        declared = headers.content_type in JSON_TYPES or plain_text_from_a_page(
+            headers.content_type.decode("latin-1"), headers.get(b"origin"))
+        if not declared or (
                 headers.content_length is not None and headers.content_length > limit):
             raise HandToQuart
         try:

@@ -21,9 +21,26 @@ from quart_schema import DataSource, RequestSchemaValidationError
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 
-def validate_json_body(model_class: type) -> Callable:
+def plain_text_from_a_page(content_type: str | None, origin: str | None) -> bool:
+    """Whether a body that is not declared JSON is read as JSON all the same: a `text/plain`
+    one from a request that names its Origin (what a browser's fetch sends as a "simple"
+    request, with no CORS preflight before it).
+
+    Safe only on a route that runs the site's Origin check before it does anything (the
+    interactions route): the check refuses a foreign origin there just as the preflight
+    would have, and a browser always names the Origin of a cross-origin POST. A text/plain
+    body without an Origin (an old browser's form post, say) stays refused, so that no page
+    can make its readers' browsers post to a route they could not post to before. See
+    docs/api.md, "Origins and CORS"."""
+    if not content_type or not origin:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "text/plain"
+
+
+def validate_json_body(model_class: type, *, plain_text: bool = False) -> Callable:
     """Like `quart_schema.validate_request(model_class)` for a JSON body, with the same errors
-    (RequestSchemaValidationError wrapping pydantic's), the validated model passed as `data`."""
+    (RequestSchemaValidationError wrapping pydantic's), the validated model passed as `data`.
+    With `plain_text`, also a text/plain body from a page (`plain_text_from_a_page`)."""
     adapter = TypeAdapter(model_class)
 
     def decorator(func: Callable) -> Callable:
@@ -31,7 +48,9 @@ def validate_json_body(model_class: type) -> Callable:
 
         @wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            body = await request.get_json()
+            force = plain_text and plain_text_from_a_page(request.headers.get("Content-Type"),
+                                                          request.headers.get("Origin"))
+            body = await request.get_json(force=force)
             try:
                 data = adapter.validate_python(body)
             except (TypeError, ValidationError, ValueError) as error:

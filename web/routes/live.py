@@ -133,16 +133,20 @@ async def _handle(raw, record, subscription: Subscription, send, address: str = 
                 await send({"type": "error", "code": "too_many_subscriptions",
                             "message": f"At most {MAX_SUBSCRIPTIONS} pages per connection."})
                 return
-            # Follow the pages before reading their totals, and hold their pushes until the
-            # `subscribed` frame is out. Following them after the read lost a change pushed
-            # during it for good (found by tests/reliability); a push written before the
-            # frame would be overwritten by the frame's older totals.
-            paths = [rt.counters.normalise(raw_path) for raw_path in message.paths]
-            added = [path for path in dict.fromkeys(paths) if path not in subscription.paths]
+            # Follow the pages and mark them watched in Redis before reading their totals,
+            # and hold their pushes until the `subscribed` frame is out. Following them after
+            # the read lost a change pushed during it for good (found by tests/reliability);
+            # an interaction before the mark pushes nothing (nobody watched the page), so the
+            # mark must be in Redis before the read includes the interactions it missed (see
+            # web/watched_pages.py); a push written before the frame would be overwritten by
+            # the frame's older totals.
+            paths = list(dict.fromkeys(rt.counters.normalise(raw) for raw in message.paths))
+            added = [path for path in paths if path not in subscription.paths]
             subscription.hold()
             try:
                 for path in added:
                     rt.broker.subscribe(subscription, path)
+                await rt.watched.watch(record.name, paths)
                 pages = await rt.counters.totals(record, message.paths, message.visitor)
                 if message.visitor:  # this visitor's own notifications (replies) come here
                     subscription.visitor = visitor_hash(rt.settings.hashing_key(),

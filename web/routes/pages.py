@@ -26,6 +26,11 @@ SWAGGER_FILES = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalon
 # hour, then revalidate cheaply with the ETag (a 304 without a body).
 SCRIPT_CACHE_CONTROL = "public, max-age=3600, stale-while-revalidate=86400"
 CSS_PLACEHOLDER = '"__OVATION_CSS__"'
+# widget.js's words: a table in a template literal, a line a key, then a cell per language of
+# `L` (English first), " ~ " between them (tests/browser/test_widget_assets.py checks it).
+TEXT_TABLE = re.compile(r"(const TEXT = `)(.*?)(`;)", re.S)
+LANGUAGE_CODES = re.compile(r"const L = \{((?: *\w+: \{\},?)+) *\};")
+CELL = " ~ "
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Ovation API</title>
@@ -61,13 +66,58 @@ def compact_css(source: str) -> str:
     return css.replace(";}", "}").strip()
 
 
-def build_widget_js() -> str:
-    """widget.js as served: widget.css inlined, so that the widget needs a single request."""
+def template_text(literal: str) -> str:
+    """A template literal's text: the escapes the TEXT table may use (\\`, \\\\, \\$) undone."""
+    if "\\" in re.sub(r"\\[`\\$]", "", literal) or "${" in literal:
+        raise RuntimeError("widget.js's TEXT table has an escape or ${} the server cannot read")
+    return re.sub(r"\\([`\\$])", r"\1", literal)
+
+
+@cache
+def widget_languages() -> tuple[str, dict[str, dict[str, str]]]:
+    """widget.js's source with its TEXT table cut to the English column, and the other
+    columns by language code ({key: cell}, empty cells left out).
+
+    A widget on an English page (most of them) needs no other language, and the other columns
+    were about 1.2 KB of the script's 12 KB budget (gzipped): the widget fetches
+    /widget.LANG.json when its page is in another language."""
     source = (STATIC_DIR / "widget.js").read_text()
+    table, codes = TEXT_TABLE.search(source), LANGUAGE_CODES.search(source)
+    if table is None or codes is None:
+        raise RuntimeError("widget.js lost its TEXT table or its language codes (L)")
+    languages = re.findall(r"(\w+):", codes[1])
+    if languages[0] != "en":
+        raise RuntimeError("widget.js's first language (L and the TEXT table) must be English")
+    english: list[str] = []
+    others: dict[str, dict[str, str]] = {code: {} for code in languages[1:]}
+    for line in table[2].split("\n"):
+        key, *cells = line.split(CELL)
+        if len(cells) != len(languages):
+            raise RuntimeError(f"widget.js's TEXT line {key!r} has {len(cells)} cells, "
+                               f"not {len(languages)}")
+        if cells[0]:
+            english.append(key + CELL + cells[0])
+        for code, cell in zip(languages[1:], cells[1:], strict=True):
+            if cell:
+                others[code][key] = template_text(cell)
+    cut = source[:table.start(2)] + "\n".join(english) + source[table.end(2):]
+    return cut, others
+
+
+def build_widget_js() -> str:
+    """widget.js as served: widget.css inlined, so that the widget needs a single request,
+    and its words in English only (the other languages are build_widget_words')."""
+    source = widget_languages()[0]
     css = compact_css((STATIC_DIR / "widget.css").read_text())
     if CSS_PLACEHOLDER not in source:
         raise RuntimeError("widget.js lost its CSS placeholder")
     return compact_js(source).replace(CSS_PLACEHOLDER, json.dumps(css, ensure_ascii=False))
+
+
+def build_widget_words(code: str) -> str:
+    """/widget.CODE.json: one language's column of widget.js's TEXT table."""
+    return json.dumps(widget_languages()[1][code], ensure_ascii=False,
+                      separators=(",", ":"), sort_keys=True) + "\n"
 
 
 def build_counter_js() -> str:
@@ -76,13 +126,16 @@ def build_counter_js() -> str:
 
 @cache
 def served_script(name: str) -> Script:
-    text = {"widget.js": build_widget_js, "counter.js": build_counter_js}[name]()
+    """widget.js, counter.js or widget.LANG.json, as sent (KeyError for another name)."""
+    words = re.fullmatch(r"widget\.(\w+)\.json", name)
+    text = (build_widget_words(words[1]) if words else
+            {"widget.js": build_widget_js, "counter.js": build_counter_js}[name]())
     body = text.encode()
     return Script(body=body, gzipped=gzip.compress(body, 9, mtime=0),
                   etag=hashlib.sha256(body).hexdigest()[:20])
 
 
-def script_response(name: str) -> Response:
+def script_response(name: str, content_type: str = "text/javascript; charset=utf-8") -> Response:
     script = served_script(name)
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     etag = script.etag + ("-gz" if gzipped else "")  # each encoding is its own representation
@@ -96,13 +149,22 @@ def script_response(name: str) -> Response:
     if gzipped:
         headers["Content-Encoding"] = "gzip"
     return Response(script.gzipped if gzipped else script.body,
-                    content_type="text/javascript; charset=utf-8", headers=headers)
+                    content_type=content_type, headers=headers)
 
 
 @pages.get("/widget.js")
 async def widget_script() -> Response:
     """The embeddable widget (`<ovation-widget>`), its CSS inlined."""
     return script_response("widget.js")
+
+
+@pages.get("/widget.<code>.json")
+async def widget_words(code: str) -> Response:
+    """The widget's words in one more language (`de`, `fr`), fetched by a widget on a page in
+    that language: /widget.js carries English only."""
+    if code not in widget_languages()[1]:
+        abort(404)
+    return script_response(f"widget.{code}.json", "application/json")
 
 
 @pages.get("/counter.js")

@@ -43,7 +43,7 @@ public.after_request(add_cors_headers)
 
 @public.post("/interactions")
 @tag(["public"])
-@validate_json_body(InteractionRequest)
+@validate_json_body(InteractionRequest, plain_text=True)  # the widget's view needs no preflight
 @documents_responses((InteractionResponse, 200), (ErrorResponse, 400), (ErrorResponse, 403),
                      (ErrorResponse, 404), (ErrorResponse, 503))
 async def record_interaction(site: str, data: InteractionRequest) -> Response:

@@ -79,10 +79,20 @@ follow ~ Subscribe to new posts ~ Neue Beiträge abonnieren ~ S'abonner aux nouv
 rx_like ~  ~ Gefällt mir ~ J'aime
 rx_applause ~  ~ Applaus ~ Applaudissements`;
 const L = { en: {}, de: {}, fr: {} };
+const learn = (words, key, cell) => { if (cell) words[key] = cell.split("|"); };
 for (const line of TEXT.split("\n")) {
   const [key, ...cells] = line.split(" ~ ");
-  Object.values(L).forEach((words, i) => { if (cells[i]) words[key] = cells[i].split("|"); });
+  Object.values(L).forEach((words, i) => learn(words, key, cells[i]));
 }
+// The server sends this table with its English column only (web/routes/pages.py) and each
+// other column as /widget.LANG.json, beside widget.js: a page in English loads no word of
+// another language, and one in German loads the German once (the browser caches it). Until
+// it is here the widget waits (in English if it cannot come).
+const asked = {};
+const words = lang => asked[lang] ||= L[lang].views ? Promise.resolve()
+  : fetch(new URL("widget." + lang + ".json", script?.src || API + "/"), { credentials: "omit" })
+    .then(r => r.ok ? r.json() : {}).then(cells => { for (const key in cells) learn(L[lang], key, cells[key]); })
+    .catch(() => {});
 
 // localStorage, or memory where it is blocked: the visitor id and the edit tokens live here.
 const store = (() => {
@@ -138,17 +148,23 @@ class OvationWidget extends HTMLElement {
 
   start() {
     this.on = true;
-    this.gen = (this.gen || 0) + 1;
+    const gen = this.gen = (this.gen || 0) + 1;
     this.timers = new Set();
     this.site = this.getAttribute("site") || data("site");
     this.path = this.getAttribute("path") || location.pathname;
     const lang = (this.closest("[lang]")?.lang || navigator.language || "en").toLowerCase().split("-")[0];
     this.language = L[lang] ? lang : "en";
     this.visitor = visitorId();
-    Object.assign(this, { totals: {}, mine: {}, rx: {},
+    Object.assign(this, { totals: {}, mine: {}, rx: {}, fmt: {},
       byId: new Map(), seen: new Set(), fresh: [], sort: "oldest", total: 0, delay: 1000, fails: 0 });
-    this.build();
-    this.boot();
+    // The first reads leave before anything is drawn: the server answers while the shadow
+    // tree is built (and while the page's language, if not English, arrives).
+    const reads = this.reads();
+    words(this.language).then(() => {
+      if (gen != this.gen || !this.on) return;
+      this.build();
+      this.boot(reads);
+    });
   }
   stop() {
     this.on = false;
@@ -166,13 +182,18 @@ class OvationWidget extends HTMLElement {
     this.timers.add(id);
     return id;
   }
+  // Making an Intl object costs far more than using one: one of each kind per widget.
+  intl(kind, options) { return this.fmt[kind] ||= new Intl[kind](this.language, options); }
   t(key, vars = {}, fallback = "") {
     const [one, other] = L[this.language][key] ?? L.en[key] ?? [fallback];
-    const s = other && new Intl.PluralRules(this.language).select(vars.n) != "one" ? other : one;
+    const s = other && this.intl("PluralRules").select(vars.n) != "one" ? other : one;
     return s.replace(/\{(\w+)\}/g, (_, k) => vars[k]);
   }
-  num(n) { return Number(n || 0).toLocaleString(this.language); }
-  date(iso) { return new Date(iso).toLocaleString(this.language, { dateStyle: "medium", timeStyle: "short" }); }
+  // A count (a whole number) under 1,000 is written the same in every language of L (Latin
+  // digits, nothing to group), and the first Intl formatter in a page costs tens of ms: most
+  // widgets need none before they are drawn. (A language with other digits must drop this.)
+  num(n = 0) { return n < 1000 ? "" + (n || 0) : this.intl("NumberFormat").format(n); }
+  date(iso) { return this.intl("DateTimeFormat", { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso)); }
   err(e) {
     const d = e.details || {}, c = e.code;
     if (c == "reaction_rejected") return e.message;  // a plugin's own words
@@ -180,16 +201,18 @@ class OvationWidget extends HTMLElement {
     const key = "e_" + (c == "invalid_input" ? d.field?.replace("author_", "") : c == "unknown_site" || c == "banned" ? "origin_not_allowed" : c);
     return L.en[key] ? this.t(key, { n: d.retry_after_s }) : this.t("e_other", { m: e.message || c });
   }
-  async req(method, route, body) {
+  // `plain`: the body goes as text/plain, which makes the request a "simple" one that needs
+  // no CORS preflight first; only the interactions route takes it (docs/api.md says why).
+  async req(method, route, body, plain) {
     const response = await fetch(API + "/api/v1/sites/" + encodeURIComponent(this.site) + route, {
       method, credentials: "omit", body: body && JSON.stringify(body),
-      headers: body ? { "Content-Type": "application/json" } : {} }).catch(() => { throw { code: "network" }; });
+      headers: body && !plain ? { "Content-Type": "application/json" } : {} }).catch(() => { throw { code: "network" }; });
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) throw Object.assign({ code: "http_" + response.status }, answer.error);
     return answer;
   }
   interact(reaction, action, amount, extra) {
-    return this.req("POST", "/interactions", { path: this.path, reaction, action, amount, visitor: this.visitor, ...extra });
+    return this.req("POST", "/interactions", { path: this.path, reaction, action, amount, visitor: this.visitor, ...extra }, true);
   }
 
   build() {
@@ -221,19 +244,28 @@ class OvationWidget extends HTMLElement {
     }
   }
 
-  boot() {
-    const gen = this.gen, key = this.site + " " + this.path;
-    const totals = () => this.req("GET", "/totals?" + new URLSearchParams({ path: this.path, visitor: this.visitor }));
-    const first = viewed.has(key) ? totals()
-      : this.interact("view", "add", 1).catch(e => e.code == "unknown_reaction" ? totals() : Promise.reject(e));
+  // The site's configuration, the view (or the totals) and the thread's first page, asked
+  // for at once. Each promise is marked handled now, so that a refusal arriving before the
+  // widget is drawn is no "unhandled rejection"; boot() takes the answers.
+  reads() {
+    const key = this.site + " " + this.path, q = { path: this.path, visitor: this.visitor };
+    const totals = () => this.req("GET", "/totals?" + new URLSearchParams(q));
+    const all = [this.req("GET", "/config"), viewed.has(key) ? totals()
+      : this.interact("view", "add", 1).catch(e => e.code == "unknown_reaction" ? totals() : Promise.reject(e)),
+      this.page(0)];
     viewed.add(key);
-    Promise.all([this.req("GET", "/config"), first]).then(([config, state]) => {
+    all.forEach(p => p.catch(() => {}));
+    return all;
+  }
+  boot([config, view, thread]) {
+    const gen = this.gen;
+    Promise.all([config, view]).then(([config, state]) => {
       if (gen != this.gen) return;
       this.renderBar(config.reactions);
       this.sub.hidden = !config.email;  // no SMTP here: no confirmation could arrive
       this.apply(state);
     }, e => this.flash(e));
-    this.loadThread(0);
+    this.loadThread(0, thread);
     this.connect();
   }
 
@@ -299,7 +331,7 @@ class OvationWidget extends HTMLElement {
       }
       if (type.kind == "score") {
         const count = this.totals[name + ".count"] || 0, avg = count && this.totals[name + ".sum"] / count;
-        n.textContent = count ? avg.toLocaleString(this.language, { maximumFractionDigits: 1 }) : "–";
+        n.textContent = count ? this.intl("NumberFormat").format(Math.round(avg * 10) / 10) : "–";
         you.textContent = this.t("ratings", { n: count });
         opts.forEach(b => {
           b.setAttribute("aria-pressed", mine == b.dataset.score);
@@ -398,11 +430,15 @@ class OvationWidget extends HTMLElement {
     this.heading.textContent = this.t("comments", { n });
     this.empty.hidden = n > 0 || this.byId.size > 0;
   }
-  async loadThread(offset) {
+  page(offset) {
+    return this.req("GET", "/comments?" + new URLSearchParams({ path: this.path, sort: this.sort, offset, visitor: this.visitor }));
+  }
+  // `asked`: the page's read, if it left already (the first one, see reads()).
+  async loadThread(offset, asked) {
     const gen = this.gen;
     this.more.disabled = true;
     try {
-      const page = await this.req("GET", "/comments?" + new URLSearchParams({ path: this.path, sort: this.sort, offset, visitor: this.visitor }));
+      const page = await (asked || this.page(offset));
       if (gen != this.gen) return;
       if (!offset) {
         this.list.replaceChildren();
@@ -420,8 +456,9 @@ class OvationWidget extends HTMLElement {
   // Show comment `c`: update it where it is, or add it (in thread order, or where it belongs).
   put(c, place) {
     let rec = this.byId.get(c.id);
+    const waiting = this.fresh.length;
     this.fresh = this.fresh.filter(f => f.id != c.id);
-    this.paintFresh();
+    if (this.fresh.length < waiting) this.paintFresh();
     if (rec) {
       Object.assign(rec.c, c, { mine: rec.c.mine || c.mine });
       if (!rec.editing) this.fill(rec);
@@ -479,7 +516,7 @@ class OvationWidget extends HTMLElement {
     // A re-render (a live update) must not take the reader's focus away: back to the same node
     // if it stays (an open reply form), else to the button in the same place, else the comment.
     const active = this.shadowRoot.activeElement, buttons = () => [...rec.li.querySelectorAll("button")];
-    const focused = rec.li.contains(active), at = buttons().indexOf(active);
+    const focused = rec.li.contains(active), at = focused && buttons().indexOf(active);
     rec.slot = h("div", {}, rec.reply);
     rec.li.replaceChildren(h("article", {},
       h("header", {}, avatar, who, h("time", { datetime: c.created_at }, this.date(c.created_at)),
@@ -726,6 +763,9 @@ class OvationWidget extends HTMLElement {
       try { f = JSON.parse(e.data); } catch (x) { return; }
       // Only a socket that answered our subscription counts as working (a proxy may accept
       // the handshake and then drop every connection).
+      // A refused subscription (503 while Redis restarts) leaves a socket that follows
+      // nothing: drop it and connect again, with the usual backoff.
+      if (f.type == "error" && !opened) return ws.close();
       if (f.type == "subscribed" && !opened) {
         opened = true;
         this.fails = 0;
