@@ -41,6 +41,7 @@ from bench.common import (
     table,
     usable_cores,
 )
+from bench.server import descendants, process_cpu_s
 
 SITE = "demo"
 REACTION_MIX = ("view", "view", "like", "applause")  # picked uniformly: 50 / 25 / 25 %
@@ -126,10 +127,15 @@ class WrkResult:
     timeouts: int
     applied: int
     raw: dict = field(default_factory=dict)
+    server_cpu_s: float = 0.0  # CPU the whole server (`up` and its children) used meanwhile
 
     @property
     def rate(self) -> float:
         return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
 
 def write_script(directory: Path, mode: str, pages: int, visitors: int) -> Path:
@@ -141,12 +147,20 @@ def write_script(directory: Path, mode: str, pages: int, visitors: int) -> Path:
     return path
 
 
+def server_cpu_s(pids: list[int]) -> float:
+    return sum(process_cpu_s(pid) for pid in pids)
+
+
 def run_wrk(label: str, url: str, script: Path, duration_s: float, connections: int,
-            core: int, seed: int) -> WrkResult:
+            core: int, seed: int, server_pids: list[int] | None = None) -> WrkResult:
+    """One wrk run. With `server_pids`, also the server's CPU seconds during it: unlike
+    requests per second, CPU per request hardly moves when other work shares the core."""
+    cpu_before = server_cpu_s(server_pids or [])
     argv = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}",
             f"-d{max(1, round(duration_s))}s", "--timeout", "5s", "-s", str(script), url,
             "--", str(seed)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    cpu_used = server_cpu_s(server_pids or []) - cpu_before
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
@@ -163,7 +177,7 @@ def run_wrk(label: str, url: str, script: Path, duration_s: float, connections: 
         p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000,
         p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
         errors=data["connect"] + data["read"] + data["write"] + data["status"],
-        timeouts=data["timeout"], applied=data["applied"], raw=data)
+        timeouts=data["timeout"], applied=data["applied"], raw=data, server_cpu_s=cpu_used)
 
 
 # -- the `up` process --------------------------------------------------------------------------
@@ -340,13 +354,14 @@ def run(duration_s: float, rounds: int, warmup_s: float, connections: int, pages
         cached = count_cached_pages(client)
         log(f"pages with cached SQL totals: {cached_before} after warm-up, {cached} after "
             f"reading the totals of all {pages}")
+        pids = [process.pid, *descendants(process.pid)]  # up, its web, Redis and workers
         for number in range(1, rounds + 1):
             log(f"round {number}/{rounds}: GET /healthz for {duration_s:.0f} s")
             health = run_wrk("GET /healthz", url + "/healthz", health_lua, duration_s,
-                             connections, client_core, seed + 10 * number)
+                             connections, client_core, seed + 10 * number, pids)
             log(f"round {number}/{rounds}: POST interactions for {duration_s:.0f} s")
             posts = run_wrk("POST interactions", url, post_lua, duration_s, connections,
-                            client_core, seed + 10 * number + 1)
+                            client_core, seed + 10 * number + 1, pids)
             results.append((number, health, posts))
         wait_quiet(client)
         before = snapshot_before_stop(client, data_dir / "ovation.db")
@@ -414,17 +429,33 @@ def render(results, warmups, before: Snapshot, after_totals: dict[str, int], cod
     for number, health, posts in results:
         ratio_rows.append([number, fmt_int(posts.rate), fmt_int(health.rate),
                            f"{posts.rate / health.rate:.2f}" if health.rate else "-",
-                           f"{posts.p50_ms / health.p50_ms:.1f}x" if health.p50_ms else "-"])
+                           f"{posts.p50_ms / health.p50_ms:.1f}x" if health.p50_ms else "-",
+                           fmt_int(posts.cpu_us_per_request), fmt_int(health.cpu_us_per_request),
+                           cpu_ratio(health.server_cpu_s, health.requests,
+                                     posts.server_cpu_s, posts.requests)])
     total_posts = sum(p.requests for _, _, p in results)
     total_health = sum(h.requests for _, h, _ in results)
     time_posts = sum(p.duration_s for _, _, p in results)
     time_health = sum(h.duration_s for _, h, _ in results)
     if time_posts and time_health:
         rate_p, rate_h = total_posts / time_posts, total_health / time_health
+        cpu_p = sum(p.server_cpu_s for _, _, p in results)
+        cpu_h = sum(h.server_cpu_s for _, h, _ in results)
         ratio_rows.append(["all", fmt_int(rate_p), fmt_int(rate_h), f"{rate_p / rate_h:.2f}",
-                           ""])
+                           "", fmt_int(cpu_p / total_posts * 1e6) if total_posts else "-",
+                           fmt_int(cpu_h / total_health * 1e6) if total_health else "-",
+                           cpu_ratio(cpu_h, total_health, cpu_p, total_posts)])
     out.append(table(["round", "interactions/s (b)", "/healthz req/s (a)", "ratio (b)/(a)",
-                      "p50 (b) vs (a)"], ratio_rows, "rrrrr"))
+                      "p50 (b) vs (a)", "server CPU µs per interaction",
+                      "server CPU µs per /healthz", "CPU ratio (a)/(b)"], ratio_rows,
+                     "rrrrrrrr"))
+    out.append("")
+    out.append("*Server CPU*: user + system CPU of `up` and all its children (web worker, "
+               "Redis, flusher, listener, notifier) during the run, from `/proc`, divided by "
+               "the requests answered. The *CPU ratio* is the ratio of requests per second "
+               "the server would reach if it had its core to itself: on a shared machine "
+               "requests per second swing with the neighbours' load, CPU per request much "
+               "less.")
     out.append("")
 
     all_runs = [r for _, _, r in results] + [w for w in warmups if w.raw.get("ok", 0)]
@@ -461,6 +492,13 @@ def render(results, warmups, before: Snapshot, after_totals: dict[str, int], cod
                f"in flight when each wrk run ended were applied but their answers were not "
                f"read (at most {connections} per run).")
     return "\n".join(out)
+
+
+def cpu_ratio(health_cpu_s: float, health_requests: int, posts_cpu_s: float,
+              posts_requests: int) -> str:
+    if not (health_cpu_s and health_requests and posts_cpu_s and posts_requests):
+        return "-"
+    return f"{(health_cpu_s / health_requests) / (posts_cpu_s / posts_requests):.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,7 @@ from bench.common import (
     usable_cores,
 )
 from bench.live_fanout import percentile
-from bench.server import descendants, http_json, running_up
+from bench.server import descendants, http_json, process_cpu_s, running_up
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags the browser tests use (tests/browser/conftest.py).
@@ -337,15 +337,6 @@ def seed_thread(url: str, database: Path, path: str, count: int) -> int:
         time.sleep(0.1)
     raise RuntimeError(f"the thread at {path} did not reach {count} stored and served "
                        "comments in 60 s")
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
