@@ -20,7 +20,7 @@ from bench import wrk_load
 from bench.common import fmt_float, fmt_int, log, require_binary, table, usable_cores
 from bench.interactions_http import write_script
 from bench.live_fanout import percentile
-from bench.server import running_up
+from bench.server import descendants, process_cpu_s, running_up
 from bench.ws_clients import split, start_workers
 
 PAGES = 1000
@@ -50,25 +50,50 @@ def ws_round(up, core: int, connections: int, duration_s: float, seed: int) -> d
             "max": max(latencies), "errors": sum(errors.values())}
 
 
+class ServerCpu:
+    """CPU seconds of `up` and all its children (web, Redis, workers) around each load: the
+    WebSocket clients are Python and share the client core, so requests per second may show
+    the clients' limit; CPU per request shows the server's cost."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.pids = [root_pid, *descendants(root_pid)]
+
+    def total(self) -> float:
+        return sum(process_cpu_s(pid) for pid in self.pids)
+
+    def measure(self, load, count_of):
+        before = self.total()
+        result = load()
+        used = self.total() - before
+        count = count_of(result)
+        return result, (used / count * 1e6 if count else 0.0)
+
+
 def run(duration_s: float, rounds: int, connections: int) -> str:
     require_binary("wrk", "apt-get install -y wrk")
     server_core, client_core = usable_cores()
     results = []
+    cpu_rows: list[tuple[float, float, float]] = []  # server CPU µs per request, per round
     with running_up(server_core) as up:
         lua = write_script(Path(up.data_dir), "interactions", PAGES, 100_000_000)
         http_lua = lua.read_text()
         lua.unlink()
         # warm-up: every page's SQL totals cached, as for the HTTP benchmark's rounds
         wrk_load.run("warm-up", up.url, client_core, 3, connections, http_lua)
+        cpu = ServerCpu(up.process.pid)
         for number in range(1, rounds + 1):
             log(f"round {number}/{rounds}")
             seed = int(time.time()) + number
-            health = wrk_load.run("GET /healthz", up.url + "/healthz", client_core,
-                                  duration_s, connections)
-            http = wrk_load.run("POST interactions (HTTP)", up.url, client_core, duration_s,
-                                connections, http_lua, seed=seed)
-            ws = ws_round(up, client_core, connections, duration_s, seed)
+            health, health_cpu = cpu.measure(lambda: wrk_load.run(
+                "GET /healthz", up.url + "/healthz", client_core, duration_s, connections),
+                lambda load: load.requests)
+            http, http_cpu = cpu.measure(lambda seed=seed: wrk_load.run(
+                "POST interactions (HTTP)", up.url, client_core, duration_s, connections,
+                http_lua, seed=seed), lambda load: load.requests)
+            ws, ws_cpu = cpu.measure(lambda seed=seed: ws_round(
+                up, client_core, connections, duration_s, seed), lambda w: w["count"])
             results.append((number, health, http, ws))
+            cpu_rows.append((health_cpu, http_cpu, ws_cpu))
     out = ["## Interactions over open WebSockets vs HTTP", ""]
     out.append(
         f"`platformctl up` (SQLite, owned Redis, 1 web worker) on core {server_core}; on core "
@@ -79,16 +104,16 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
         f"{duration_s:.0f} s per run; rounds alternate the three.")
     out.append("")
     rows = []
-    for number, health, http, ws in results:
-        for load in (health, http):
+    for (number, health, http, ws), cpus in zip(results, cpu_rows, strict=True):
+        for load, cpu_us in ((health, cpus[0]), (http, cpus[1])):
             rows.append([number, load.label, fmt_int(load.rate), fmt_float(load.p50_ms, 2),
                          fmt_float(load.p99_ms, 2), fmt_int(load.errors),
-                         f"{load.rate / health.rate:.2f}"])
+                         f"{load.rate / health.rate:.2f}", fmt_int(cpu_us)])
         rows.append([number, "interact over WebSocket", fmt_int(ws["rate"]),
                      fmt_float(ws["p50"], 2), fmt_float(ws["p99"], 2), fmt_int(ws["errors"]),
-                     f"{ws['rate'] / health.rate:.2f}"])
+                     f"{ws['rate'] / health.rate:.2f}", fmt_int(cpus[2])])
     out.append(table(["round", "request", "per second", "p50 ms", "p99 ms", "errors",
-                      "vs /healthz"], rows, "rlrrrrr"))
+                      "vs /healthz", "server CPU µs per request"], rows, "rlrrrrrr"))
     out.append("")
     health_rate = statistics.mean(h.rate for _, h, _, _ in results)
     http_rate = statistics.mean(h.rate for _, _, h, _ in results)
@@ -103,9 +128,15 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
          else f"**no**: {2 * http_rate - ws_rate:,.0f}/s short"],
     ], "lrl"))
     out.append("")
+    http_cpu = statistics.mean(c[1] for c in cpu_rows)
+    ws_cpu = statistics.mean(c[2] for c in cpu_rows)
     out.append("The WebSocket clients are Python: on the shared client core they may limit the "
-               "rate before the server does (wrk, in C, does not); the server's core load is "
-               "the figure to watch when reading this ratio.")
+               "rate before the server does (wrk, in C, does not). *Server CPU* (user + system "
+               "of `up` and all its children, from `/proc`, per request answered) shows the "
+               "server's own cost: an interaction over a WebSocket cost the server "
+               f"{ws_cpu:,.0f} µs against {http_cpu:,.0f} µs over HTTP, so a server with its "
+               f"core to itself would take {http_cpu / ws_cpu:.2f}x as many over WebSockets "
+               "as over HTTP." if ws_cpu else "")
     return "\n".join(out)
 
 
