@@ -62,7 +62,7 @@ def test_every_text_the_widget_asks_for_is_in_its_table():
     # Every error code the server may answer with has its message (banned and unknown_site
     # share origin_not_allowed's; invalid_input's are by field, author_email's as email's;
     # many: the subscription limits, per hour and per day).
-    for code in ("rate_limited", "duplicate_comment", "edit_window_closed",
+    for code in ("rate_limited", "duplicate_comment", "edit_window_closed", "comment_deleted",
                  "invalid_edit_token", "unknown_parent", "service_unavailable", "network",
                  "origin_not_allowed", "body", "email", "many", "other"):
         assert all(table["e_" + code]), code

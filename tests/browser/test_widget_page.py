@@ -352,3 +352,6 @@ async def test_no_subscription_form_where_no_e_mail_is_sent(ovation, static_site
     widget = page.locator("ovation-widget")
     await expect(widget.locator("button[data-reaction=like]")).to_be_visible()  # config read
     await expect(widget.locator("form.sub")).to_be_hidden()
+    # Nor a reply notification by e-mail: the comment form's opt-in is not shown either.
+    await expect(widget.get_by_label("Your comment")).to_be_visible()
+    await expect(widget.get_by_text("E-mail me replies")).to_be_hidden()

@@ -69,6 +69,8 @@ async def test_a_reader_subscribes_by_keyboard_and_confirms_by_e_mail(
     widget = page.locator("ovation-widget")
     form = widget.locator("form.sub")
     await expect(form).to_be_visible()
+    # With SMTP, the comment form offers replies by e-mail too (hidden where none is sent).
+    await expect(widget.get_by_text("E-mail me replies")).to_be_visible()
     field = widget.get_by_label("E-mail address", exact=True)
     message = form.locator(".msg")
     assert await message.get_attribute("aria-live") == "polite"  # a live region

@@ -66,6 +66,7 @@ e_rate_limited ~ You are commenting too fast. Please try again in {n} s. ~ Du ko
 e_duplicate_comment ~ You posted this comment already. ~ Diesen Kommentar hast du schon gesendet. ~ Vous avez déjà publié ce commentaire.
 e_edit_window_closed ~ The time to change this comment is over. ~ Die Zeit zum Ändern dieses Kommentars ist abgelaufen. ~ Le délai pour modifier ce commentaire est passé.
 e_invalid_edit_token ~ This comment cannot be changed from this browser. ~ Dieser Kommentar kann in diesem Browser nicht geändert werden. ~ Ce commentaire ne peut pas être modifié depuis ce navigateur.
+e_comment_deleted ~ This comment was deleted. ~ Dieser Kommentar wurde gelöscht. ~ Ce commentaire a été supprimé.
 e_unknown_parent ~ The comment you replied to is gone. ~ Der Kommentar, auf den du antwortest, ist weg. ~ Le commentaire auquel vous répondez a disparu.
 e_service_unavailable ~ The server is busy. Please try again in a moment. ~ Der Server ist ausgelastet. Bitte versuch es gleich noch einmal. ~ Le serveur est occupé. Réessayez dans un instant.
 e_network ~ Could not reach the server. Check your connection. ~ Der Server ist nicht erreichbar. Prüfe deine Verbindung. ~ Serveur injoignable. Vérifiez votre connexion.
@@ -263,6 +264,7 @@ class OvationWidget extends HTMLElement {
       if (gen != this.gen) return;
       this.renderBar(config.reactions);
       this.sub.hidden = !config.email;  // no SMTP here: no confirmation could arrive
+      this.toggleAttribute("data-nomail", !config.email);  // nor any reply by e-mail (CSS)
       this.apply(state);
     }, e => this.flash(e));
     this.loadThread(0, thread);
