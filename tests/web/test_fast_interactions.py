@@ -69,10 +69,12 @@ def comparable(status: int, headers, body: bytes) -> tuple:
     return status, kept, text
 
 
-async def answers(make_settings, database_url, redis_url, route: bool) -> list[tuple]:
-    """The answers to SEQUENCE from a fresh Redis; `route`: Quart's route answers them."""
+def fresh_app(make_settings, database_url, redis_url, per_min: int, route: bool):
+    """An app on a flushed Redis allowing `per_min` interactions per network. `route`: an
+    after_request hook the fast path does not know, which turns it off, marks Quart's
+    answers with `X-Answered-By: quart`."""
     redis.Redis.from_url(redis_url).flushall()
-    settings = make_settings(database_url, rate_interactions_per_min=8,
+    settings = make_settings(database_url, rate_interactions_per_min=per_min,
                              rate_interactions_per_visitor_per_min=100)
     app = create_app(settings)
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
@@ -81,6 +83,12 @@ async def answers(make_settings, database_url, redis_url, route: bool) -> list[t
         async def answered_by_quart(response):
             response.headers["X-Answered-By"] = "quart"
             return response
+    return app
+
+
+async def answers(make_settings, database_url, redis_url, route: bool) -> list[tuple]:
+    """The answers to SEQUENCE from a fresh Redis; `route`: Quart's route answers them."""
+    app = fresh_app(make_settings, database_url, redis_url, 8, route)
     out = []
     async with app.test_app() as running:
         assert app.asgi_app.enabled is not route  # an unknown hook turns the fast path off

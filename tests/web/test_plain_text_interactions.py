@@ -12,12 +12,11 @@ import json
 import re
 
 import pytest
-import redis
 
 from appliance.services.sites import add_site
 from appliance.storage import counter_store as keys
 from tests.web.conftest import API, ORIGIN, SITE, VISITOR, assert_error
-from web.app import create_app
+from tests.web.test_fast_interactions import fresh_app
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -77,19 +76,7 @@ async def answers(make_settings, database_url, redis_url, route: bool) -> tuple[
     """The answers to SEQUENCE from a fresh Redis, the page's totals after them, and how many
     of them the fast path handed to Quart; `route`: Quart's route answers them all (an
     after_request hook the fast path does not know turns the fast path off)."""
-    redis.Redis.from_url(redis_url).flushall()
-    settings = make_settings(
-        database_url, rate_interactions_per_min=4, rate_interactions_per_visitor_per_min=100
-    )
-    app = create_app(settings)
-    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
-    if route:
-
-        @app.after_request
-        async def answered_by_quart(response):
-            response.headers["X-Answered-By"] = "quart"
-            return response
-
+    app = fresh_app(make_settings, database_url, redis_url, 4, route)
     handed = []
     quart_app = app.asgi_app._inner
 
