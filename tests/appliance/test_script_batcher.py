@@ -26,18 +26,22 @@ async def client(redis_url):
 
 async def test_concurrent_calls_share_a_pipeline_and_get_their_own_results(client):
     script = client.register_script(INCR_OR_FAIL)
+    assert await script(keys=["warm"], args=[1]) == 1  # Redis knows the script
+    await client.config_resetstat()
     batcher = ScriptBatcher(client)
-    pipelines = []
-    original = client.pipeline
+    exchanges = []
+    pool = client.connection_pool
+    original = pool.get_connection
 
-    def counting_pipeline(*args, **kwargs):
-        pipelines.append(1)
-        return original(*args, **kwargs)
+    async def counting_get_connection(*args, **kwargs):
+        exchanges.append(1)
+        return await original(*args, **kwargs)
 
-    client.pipeline = counting_pipeline
+    pool.get_connection = counting_get_connection
     results = await asyncio.gather(*(batcher.call(script, [f"k{n % 3}"], [1])
                                      for n in range(30)), return_exceptions=True)
-    assert len(pipelines) == 1  # one round trip for the burst
+    assert len(exchanges) == 1  # one write and one read of the replies for the burst
+    assert (await client.info("commandstats"))["cmdstat_evalsha"]["calls"] == 30
     assert sorted(results) == sorted(list(range(1, 11)) * 3)
     assert [await client.get(f"k{n}") for n in range(3)] == ["10", "10", "10"]
 
@@ -72,6 +76,23 @@ async def test_a_dead_connection_fails_every_waiting_caller():
                for result in results)
     await client.aclose()
 
+
+async def test_an_argument_redis_cannot_take_fails_only_its_caller(client):
+    script = client.register_script(INCR_OR_FAIL)
+    batcher = ScriptBatcher(client)
+    ok, bad = await asyncio.gather(batcher.call(script, ["fine"], [1]),
+                                   batcher.call(script, ["fine"], [None]),
+                                   return_exceptions=True)
+    assert ok == 1
+    assert isinstance(bad, redis_errors.DataError)
+    assert await client.get("fine") == "1"
+
+
+async def test_floats_and_ints_reach_redis_as_redis_py_sends_them(client):
+    echo = client.register_script("return ARGV")
+    batcher = ScriptBatcher(client)
+    assert await batcher.call(echo, [], [1733580000123.456, 2.5, 7, "x", b"y"]) == [
+        "1733580000123.456", "2.5", "7", "x", "y"]
 
 
 async def test_a_burst_sends_no_script_check(client):
