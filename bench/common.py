@@ -21,6 +21,19 @@ SERVER_CORE = 0  # servers under test (Ovation, Redis, PostgreSQL)
 CLIENT_CORE = 1  # load generator / benchmark driver
 
 
+# The peers' figures quoted in issue #10 (Isso, Waline) were measured on a reference machine
+# whose Hypercorn hello-world ceiling ran about 1,900 requests/s on one core. A peer would run
+# faster or slower on another machine much as that ceiling does, so a comparison with a peer
+# scales its published rate by this run's /healthz ceiling over the reference one: on a machine
+# twice as fast, "5x Isso" means 5x twice Isso's published rate.
+REFERENCE_CEILING = 1900.0
+
+
+def peer_rate_here(published_rate: float, ceiling_here: float) -> float:
+    """A peer's published rate scaled to this machine (see REFERENCE_CEILING)."""
+    return published_rate * ceiling_here / REFERENCE_CEILING
+
+
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout stays the Markdown report."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
