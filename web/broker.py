@@ -96,6 +96,19 @@ class Subscription:
         self._writer = asyncio.get_running_loop().create_task(
             self._drain(coroutine, waiting_on))
 
+    async def write(self, text: str) -> None:
+        """The connection's own frame (hello, subscribed, result, error, pong): straight to
+        the socket where it takes it at once (an `interact` answered through Hypercorn's
+        send path cost about 6 % more), else the usual way after any frames already waiting
+        on the client. Unlike `offer`, it is never held or dropped, and a client that stops
+        reading makes its own handler wait, so its requests back up instead of its answers."""
+        direct = self._direct
+        if direct is not None and self._writer is None and direct.write(text_frame(text)):
+            return
+        while self._writer is not None:  # frames offered before this one go first
+            await asyncio.wait((self._writer,))
+        await self._send(text)
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()

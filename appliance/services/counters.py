@@ -129,8 +129,9 @@ class CounterService:
         layout = self.layout(site)
         reaction = layout.get(reaction_name)
         value = self._check_action(reaction, action, amount, choice, score)
-        self._validate_with_plugin(reaction, Interaction(
-            site.name, path, reaction.name, action, amount, choice, score))
+        if reaction.type.validate is not None:  # most types have no hook: build nothing
+            self._validate_with_plugin(reaction, Interaction(
+                site.name, path, reaction.name, action, amount, choice, score))
         visitor = visitor_hash(self._hash_key, site.name, visitor_id)
         if not site.accept_unpublished_pages and not self._known_page(site.name, path):
             if limit is not None:  # the limits also guard the database from a flood of paths

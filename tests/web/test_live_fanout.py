@@ -165,6 +165,33 @@ async def test_frames_go_straight_to_the_socket_and_the_usual_way_only_when_it_l
     assert len(transport.frames) == 2 and len(client.received) == 2
 
 
+async def test_own_frames_go_straight_to_the_socket_and_wait_behind_a_lagging_backlog():
+    """A connection's own answers (`result`, `error`...) take the direct way too, never
+    overtake pushes already waiting on a lagging client, and are never dropped or held."""
+    broker = Broker()
+    client, transport = Client(), Transport()
+    subscription = Subscription(SITE, client.send, transport)
+    broker.register(subscription)
+    broker.subscribe(subscription, "/p")
+    await subscription.write('{"type":"result","id":"1"}')
+    assert transport.frames == [text_frame('{"type":"result","id":"1"}')]
+    transport.state = False  # lagging: a push waits the usual way
+    client.stall()
+    await broker.publish(totals_event(2))
+    transport.state = True
+    answer = asyncio.create_task(subscription.write('{"type":"result","id":"2"}'))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not answer.done() and len(transport.frames) == 1  # behind the waiting push
+    client.resume()
+    await asyncio.wait_for(answer, 2)
+    assert [json.loads(text).get("id") for text in client.received] == [None, "2"]
+    subscription.hold()  # while `subscribe` reads totals: pushes wait, answers do not
+    await subscription.write('{"type":"subscribed"}')
+    assert transport.frames[-1] == text_frame('{"type":"subscribed"}')
+    subscription.release()
+
+
 def test_a_text_frame_is_what_rfc_6455_says():
     assert text_frame("hi") == b"\x81\x02hi"
     assert text_frame("é" * 100)[:4] == b"\x81\x7e\x00\xc8"  # 200 bytes: 16-bit length

@@ -68,8 +68,8 @@ async def _serve_socket(rt, record, address: str) -> None:
     rt.broker.register(subscription)
 
     async def send(frame: dict) -> None:
-        # No lock: each frame reaches Hypercorn's socket writer whole and in call order.
-        await send_text(json.dumps(frame, separators=(",", ":")))
+        # No lock: each frame reaches the socket whole and in call order (Subscription.write).
+        await subscription.write(json.dumps(frame, separators=(",", ":")))
 
     try:
         shown = [reaction.name for reaction in rt.counters.layout(record)]
