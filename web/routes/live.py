@@ -31,6 +31,7 @@ from web.schemas import (
     UnsubscribeMessage,
 )
 from web.ws_direct import direct_writer
+from web.ws_trim import trim_accepted
 
 live = Blueprint("live", __name__)
 log = logging.getLogger("ovation.live")
@@ -63,6 +64,7 @@ async def live_socket(site: str) -> None:
 async def _serve_socket(rt, record, address: str) -> None:
     await websocket.accept()
     connection = websocket._get_current_object()
+    trim_accepted(connection)  # memory per idle connection: see web/ws_trim.py
     send_text = _text_sender(connection)
     subscription = Subscription(record.name, send_text, direct_writer(connection))
     rt.broker.register(subscription)
