@@ -20,6 +20,7 @@ from web.routes.admin import admin
 from web.routes.admin_comments import admin_comments
 from web.routes.admin_privacy import admin_privacy
 from web.routes.comments import comments
+from web.routes.fast_comments import FastComments
 from web.routes.fast_interactions import FastInteractions
 from web.routes.health import health
 from web.routes.live import live
@@ -124,8 +125,11 @@ def create_app(settings: Settings, registry: ReactionRegistry | None = None) -> 
             response.headers.setdefault("Content-Security-Policy", OWN_PAGES_CSP)
         return response
 
-    # Interactions (every page view) skip Quart's per-request machinery when well-formed;
-    # it reproduces exactly these hooks, and hands everything else to the route.
+    # Interactions (every page view) and new comments skip Quart's per-request machinery
+    # when well-formed; each reproduces exactly these hooks, and hands everything else on
+    # (interactions, the most frequent, are looked at first).
+    app.asgi_app = FastComments(app, app.asgi_app, SECURITY_HEADERS,
+                                {None: [security_headers], "comments": [add_cors_headers]})
     app.asgi_app = FastInteractions(app, app.asgi_app, SECURITY_HEADERS,
                                     {None: [security_headers], "public": [add_cors_headers]})
     return app

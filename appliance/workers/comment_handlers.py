@@ -52,17 +52,14 @@ def handle_comment(client: redis.Redis, database: pw.Database, max_depth: int,
                    body: dict[str, Any]) -> None:
     fields = {**body, "body_html": body_html(body)}
     inserted = comment_store.insert_comment(database, fields, max_depth)
-    comment = comment_store.get_comment(database, body["id"])
-    if comment is None:
-        raise NotStoredYet(body["id"])
-    count = refresh_page(client, database, comment.site, comment.path)
-    # On a redelivery (stored before, the listener died before acknowledging) the live event
-    # and notifications go out again: at least once; pages and notifiers dedupe by id.
-    if comment.status == "approved":
-        announce(client, "comment", comment, count)
-    _notify(client, database, _as_submitted(comment, body))
-    log.info("%s comment %s on %s%s (%s)", "stored" if inserted else "re-announced",
-             comment.id, comment.site, comment.path, comment.status)
+    with database.connection_context():
+        comment = comment_store.get_comment(database, body["id"])
+        if comment is None:
+            raise NotStoredYet(body["id"])
+        # On a redelivery (stored before, the listener died before acknowledging) the live
+        # event and notifications go out again: at least once; pages and notifiers dedupe by
+        # id. One Redis round trip for all of it, as for a batch.
+        _refresh_and_announce(client, database, [comment], [body], {comment.id: inserted})
 
 
 def store_comments(client: redis.Redis, database: pw.Database, max_depth: int,
@@ -90,32 +87,42 @@ def store_comments(client: redis.Redis, database: pw.Database, max_depth: int,
         stored = {comment.id: comment for comment in
                   comment_store.get_comments(database, list(inserted))}
         comments = [stored[body["id"]] for body in bodies if body["id"] in stored]
-        counts: dict[tuple[str, str], int] = {}
-        for site in {comment.site for comment in comments}:
-            paths = sorted({comment.path for comment in comments if comment.site == site})
-            for path, count in comment_store.approved_counts(database, site, paths).items():
-                counts[(site, path)] = count
-        sites = {site: get_site(database, site) for site in {c.site for c in comments}}
-        parent_ids = [c.parent_id for c in comments if c.status == "approved" and c.parent_id]
-        parents = ({parent.id: parent for parent in
-                    comment_store.get_comments(database, parent_ids)} if parent_ids else {})
+        _refresh_and_announce(client, database, comments, bodies, inserted)
+    return [body["id"] in stored for body in bodies]
+
+
+def _refresh_and_announce(client: redis.Redis, database: pw.Database,
+                          comments: list[StoredComment], bodies: Sequence[dict[str, Any]],
+                          inserted: dict[str, bool]) -> None:
+    """For comments just stored (`inserted`: now, or before), read their pages' counts,
+    sites and parents, then in one Redis round trip refresh their pages (as `refresh_page`),
+    announce the approved ones and queue their notifications."""
+    counts: dict[tuple[str, str], int] = {}
+    for site in {comment.site for comment in comments}:
+        paths = sorted({comment.path for comment in comments if comment.site == site})
+        for path, count in comment_store.approved_counts(database, site, paths).items():
+            counts[(site, path)] = count
+    sites = {site: get_site(database, site) for site in {c.site for c in comments}}
     submitted = {body["id"]: body for body in bodies}
+    notified = [_as_submitted(comment, submitted[comment.id]) for comment in comments]
+    parent_ids = [c.parent_id for c in notified if c.status == "approved" and c.parent_id]
+    parents = ({parent.id: parent for parent in
+                comment_store.get_comments(database, parent_ids)} if parent_ids else {})
     pipe = client.pipeline(transaction=False)
     for site, path in counts:  # as refresh_page: the thread is rebuilt on its next read
         cache.drop_thread(pipe, site, path)
         pipe.set(cache.count_key(site, path), counts[(site, path)], ex=cache.COUNT_TTL_S)
-    for comment in comments:
+    for comment, as_submitted in zip(comments, notified, strict=True):
         # A redelivery (stored before, the listener died before acknowledging) is announced
         # and notified again: at least once; pages and notifiers dedupe by id.
         if comment.status == "approved":
             announce(pipe, "comment", comment, counts[(comment.site, comment.path)])
-        _enqueue_notifications(pipe, _as_submitted(comment, submitted[comment.id]),
-                               sites[comment.site], parents.get(comment.parent_id or ""))
+        _enqueue_notifications(pipe, as_submitted, sites[comment.site],
+                               parents.get(comment.parent_id or ""))
     pipe.execute()
     for comment in comments:
         log.info("%s comment %s on %s%s (%s)", "stored" if inserted[comment.id]
                  else "re-announced", comment.id, comment.site, comment.path, comment.status)
-    return [body["id"] in stored for body in bodies]
 
 
 def _as_submitted(comment: StoredComment, body: dict[str, Any]) -> StoredComment:
@@ -127,12 +134,6 @@ def _as_submitted(comment: StoredComment, body: dict[str, Any]) -> StoredComment
     if status in ("approved", "pending") and status != comment.status:
         return dataclasses.replace(comment, status=status)
     return comment
-
-
-def _notify(client: redis.Redis, database: pw.Database, comment) -> None:
-    parent = (comment_store.get_comment(database, comment.parent_id)
-              if comment.status == "approved" and comment.parent_id else None)
-    _enqueue_notifications(client, comment, get_site(database, comment.site), parent)
 
 
 def _enqueue_notifications(client: redis.Redis, comment: StoredComment,

@@ -112,8 +112,10 @@ async def test_the_fast_path_answers_as_the_route(make_settings, database_url, d
     assert statuses == [200] * 6 + [400, 400, 400, 403, 404, 400, 400, 400] + [200] * 2 + [429] * 3
 
 
-async def asgi_post(app, body_chunks: list[bytes], disconnect: bool = False) -> tuple:
-    """POST an interaction straight to the ASGI app, its body in several messages."""
+async def asgi_post(app, body_chunks: list[bytes], disconnect: bool = False,
+                    route: str = "interactions") -> tuple:
+    """POST an interaction (or to another `route` of the site) straight to the ASGI app, its
+    body in several messages."""
     messages = [{"type": "http.request", "body": chunk, "more_body": True}
                 for chunk in body_chunks]
     if disconnect:
@@ -131,8 +133,8 @@ async def asgi_post(app, body_chunks: list[bytes], disconnect: bool = False) -> 
         sent.append(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": f"{API}/interactions",
-             "raw_path": f"{API}/interactions".encode(), "query_string": b"", "root_path": "",
+             "method": "POST", "scheme": "http", "path": f"{API}/{route}",
+             "raw_path": f"{API}/{route}".encode(), "query_string": b"", "root_path": "",
              "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
                          (b"origin", ORIGIN.encode())],
              "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 80), "extensions": {}}

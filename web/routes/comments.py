@@ -42,7 +42,7 @@ comments.after_request(add_cors_headers)
 
 # quart-schema's validate_request and validate_querystring build a new pydantic TypeAdapter
 # for every request; on the two hot routes, one adapter each does the same validation.
-_comment_request = TypeAdapter(CommentRequest)
+comment_request = TypeAdapter(CommentRequest)
 _thread_query = TypeAdapter(ThreadQuery)
 
 
@@ -95,6 +95,9 @@ def accepted_json(submitted: SubmittedComment) -> str:
                        "status": submitted.status}, separators=(",", ":"))
 
 
+# A well-formed post is answered in front of Quart by web/routes/fast_comments.py, with the
+# same services and answers; a change here needs the same there (tests/web/test_fast_comments.py
+# compares the two).
 @comments.post("")
 @tag(["public"])
 @document_request(CommentRequest)
@@ -108,7 +111,7 @@ def accepted_json(submitted: SubmittedComment) -> str:
 async def post_comment(site: str):
     """Post a comment or a reply. Answers 202 once the comment is safely queued: the listener
     stores it moments later. Keep `edit_token` to edit or delete it within the window."""
-    data = await json_body(_comment_request)
+    data = await json_body(comment_request)
     record = await site_for_request(site)
     submitted = await runtime().comments.submit(record, comment_input(data), client_ip())
     return Response(accepted_json(submitted), status=202, content_type="application/json")
