@@ -22,8 +22,7 @@ from appliance.settings import Settings
 from appliance.storage import comment_store
 from appliance.storage.site_store import get_site, update_site
 from tests.web.conftest import ORIGIN, SITE
-from tests.web.test_fast_interactions import asgi_post
-from web.app import create_app
+from tests.web.test_fast_interactions import app_on, asgi_post
 from web.routes.fast_comments import FastComments
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -123,26 +122,13 @@ def queued_events(redis_url: str) -> list[tuple]:
         client.close()
 
 
-def fresh_app(settings: Settings, route: bool):
-    """An app on `settings`. `route`: an after_request hook the fast paths do not know, which
-    turns them off, marks Quart's answers with `X-Answered-By: quart`."""
-    app = create_app(settings)
-    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
-    if route:
-        @app.after_request
-        async def answered_by_quart(response):
-            response.headers["X-Answered-By"] = "quart"
-            return response
-    return app
-
-
 async def answers(make_settings, database_url, redis_url, route: bool) -> tuple[list, list, int]:
     """The answers to SEQUENCE from a fresh Redis, the comments queued, and how many the fast
     path handed to Quart; `route`: Quart's route answers them all."""
     redis.Redis.from_url(redis_url).flushall()
     settings = make_settings(database_url, comment_max_length=MAX_LENGTH,
                              comment_rate_limit=RATE_LIMIT, comment_rate_window_s=60)
-    app = fresh_app(settings, route)
+    app = app_on(settings, route)
     fast = app.asgi_app._inner
     assert isinstance(fast, FastComments)
     handed = []
@@ -231,7 +217,7 @@ async def test_redis_unreachable_is_answered_as_the_route(database_url, database
                         secret_key="test-secret", redis_url=f"unix://{tmp_path}/no-redis.sock")
     out = []
     for route in (False, True):
-        app = fresh_app(settings, route)
+        app = app_on(settings, route)
         async with app.test_app() as running:
             assert app.asgi_app._inner.enabled is not route
             client = running.test_client()

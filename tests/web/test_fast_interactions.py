@@ -76,6 +76,12 @@ def fresh_app(make_settings, database_url, redis_url, per_min: int, route: bool)
     redis.Redis.from_url(redis_url).flushall()
     settings = make_settings(database_url, rate_interactions_per_min=per_min,
                              rate_interactions_per_visitor_per_min=100)
+    return app_on(settings, route)
+
+
+def app_on(settings, route: bool):
+    """An app on `settings`. `route`: an after_request hook the fast paths do not know, which
+    turns them off, marks Quart's answers with `X-Answered-By: quart`."""
     app = create_app(settings)
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
     if route:

@@ -17,6 +17,7 @@ from appliance.services.sites import add_site
 from appliance.storage import counter_store as keys
 from tests.conftest import free_port, start_process, stop_process, wait_http
 from tests.web.conftest import ORIGIN, SITE, ZERO, like
+from tests.web.in_process_server import served_by_hypercorn
 from web.broker import QUEUE_SIZE, Broker, Subscription, event_frame
 from web.live_publisher import LivePublisher
 from web.ws_direct import DirectWriter, text_frame
@@ -326,29 +327,13 @@ async def test_permessage_deflate_is_declined_when_a_client_offers_it(web_server
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_hypercorn_connections_are_written_to_directly(settings, database, registry):
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
     from web.app import create_app
 
     add_site(database, SITE, [ORIGIN])
     app = create_app(settings, registry)
-    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
-    config = Config()
-    port = free_port()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
-    try:
-        url = f"ws://127.0.0.1:{port}{LIVE}"
-        for _ in range(100):  # until it listens
-            try:
-                ws = await websockets.connect(url, origin=ORIGIN, compression=None)
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        async with ws:
+    async with served_by_hypercorn(app) as server:
+        url = f"ws://127.0.0.1:{server.port}{LIVE}"
+        async with websockets.connect(url, origin=ORIGIN, compression=None) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             await ws.send(json.dumps({"type": "subscribe", "paths": ["/p"]}))
             assert json.loads(await ws.recv())["type"] == "subscribed"
@@ -358,6 +343,3 @@ async def test_hypercorn_connections_are_written_to_directly(settings, database,
             await broker.publish(totals_event(7))
             assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {
                 "type": "totals", "path": "/p", "totals": {**ZERO, "like": 7}}
-    finally:
-        stop.set()
-        await server

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass
 
 import pytest
 import websockets
 
 from appliance.services.sites import add_site
-from tests.conftest import free_port
 from tests.web.conftest import ORIGIN, SITE, ZERO
+from tests.web.in_process_server import served_by_hypercorn
 from tests.web.test_live_fanout import totals_event
 from web import ws_trim
 from web.routes import live as live_route
@@ -46,8 +45,6 @@ class Served:
 @pytest.fixture
 async def hypercorn_app(settings, database, registry, monkeypatch):
     """The app served by Hypercorn in this process, as `platformctl serve web` serves it."""
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
     from hypercorn.protocol import ws_stream
 
     from web.app import create_app
@@ -63,24 +60,8 @@ async def hypercorn_app(settings, database, registry, monkeypatch):
     monkeypatch.setattr(ws_stream, "PerMessageDeflate", DeclinedPerMessageDeflate)  # web/asgi.py
     add_site(database, SITE, [ORIGIN])
     app = create_app(settings, registry)
-    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 0.01
-    config = Config()
-    port = free_port()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
-    for _ in range(100):  # until it listens
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
-    try:
-        yield Served(app, f"ws://127.0.0.1:{port}{LIVE}", applied, stop)
-    finally:
-        stop.set()
-        await server
+    async with served_by_hypercorn(app) as server:
+        yield Served(app, f"ws://127.0.0.1:{server.port}{LIVE}", applied, server.stop)
 
 
 async def connect(url: str):
