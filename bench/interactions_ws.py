@@ -20,7 +20,7 @@ from bench import wrk_load
 from bench.common import fmt_float, fmt_int, log, require_binary, table, usable_cores
 from bench.interactions_http import write_script
 from bench.live_fanout import percentile
-from bench.server import descendants, process_cpu_s, running_up
+from bench.server import ServerCpu, running_up
 from bench.ws_clients import split, start_workers
 
 PAGES = 1000
@@ -50,30 +50,12 @@ def ws_round(up, core: int, connections: int, duration_s: float, seed: int) -> d
             "max": max(latencies), "errors": sum(errors.values())}
 
 
-class ServerCpu:
-    """CPU seconds of `up` and all its children (web, Redis, workers) around each load: the
-    WebSocket clients are Python and share the client core, so requests per second may show
-    the clients' limit; CPU per request shows the server's cost."""
-
-    def __init__(self, root_pid: int) -> None:
-        self.pids = [root_pid, *descendants(root_pid)]
-
-    def total(self) -> float:
-        return sum(process_cpu_s(pid) for pid in self.pids)
-
-    def measure(self, load, count_of):
-        before = self.total()
-        result = load()
-        used = self.total() - before
-        count = count_of(result)
-        return result, (used / count * 1e6 if count else 0.0)
-
-
 def run(duration_s: float, rounds: int, connections: int) -> str:
     require_binary("wrk", "apt-get install -y wrk")
     server_core, client_core = usable_cores()
     results = []
     cpu_rows: list[tuple[float, float, float]] = []  # server CPU µs per request, per round
+    roles: list[tuple[dict[str, float], dict[str, float]]] = []  # HTTP, WS: µs by process
     with running_up(server_core) as up:
         lua = write_script(Path(up.data_dir), "interactions", PAGES, 100_000_000)
         http_lua = lua.read_text()
@@ -87,11 +69,13 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
             health, health_cpu = cpu.measure(lambda: wrk_load.run(
                 "GET /healthz", up.url + "/healthz", client_core, duration_s, connections),
                 lambda load: load.requests)
-            http, http_cpu = cpu.measure(lambda seed=seed: wrk_load.run(
+            http, http_roles = cpu.measure_by_role(lambda seed=seed: wrk_load.run(
                 "POST interactions (HTTP)", up.url, client_core, duration_s, connections,
                 http_lua, seed=seed), lambda load: load.requests)
-            ws, ws_cpu = cpu.measure(lambda seed=seed: ws_round(
+            ws, ws_roles = cpu.measure_by_role(lambda seed=seed: ws_round(
                 up, client_core, connections, duration_s, seed), lambda w: w["count"])
+            http_cpu, ws_cpu = sum(http_roles.values()), sum(ws_roles.values())
+            roles.append((http_roles, ws_roles))
             results.append((number, health, http, ws))
             cpu_rows.append((health_cpu, http_cpu, ws_cpu))
     out = ["## Interactions over open WebSockets vs HTTP", ""]
@@ -137,7 +121,37 @@ def run(duration_s: float, rounds: int, connections: int) -> str:
                f"{ws_cpu:,.0f} µs against {http_cpu:,.0f} µs over HTTP, so a server with its "
                f"core to itself would take {http_cpu / ws_cpu:.2f}x as many over WebSockets "
                "as over HTTP." if ws_cpu else "")
+    out.append("")
+    out.append(cpu_split(roles))
     return "\n".join(out)
+
+
+def cpu_split(roles: list[tuple[dict[str, float], dict[str, float]]]) -> str:
+    """Server CPU per interaction by process, HTTP against WebSocket, and what 2x would take:
+    the work outside the web worker (Redis running the script, the flusher) is the same on
+    both paths, so only the web worker's share of a frame can make the difference."""
+    names = sorted({name for pair in roles for side in pair for name in side},
+                   key=lambda name: (name != "web", name))
+
+    def mean(side: int, name: str) -> float:
+        return statistics.mean(pair[side].get(name, 0.0) for pair in roles)
+
+    rows = [[name, fmt_int(mean(0, name)), fmt_int(mean(1, name))] for name in names
+            if max(mean(0, name), mean(1, name)) >= 0.5]
+    http_total = sum(mean(0, name) for name in names)
+    ws_total = sum(mean(1, name) for name in names)
+    rows.append(["**all**", fmt_int(http_total), fmt_int(ws_total)])
+    ws_outside = ws_total - mean(1, "web")
+    allowed = http_total / 2 - ws_outside
+    lines = [table(["process", "HTTP µs per interaction", "WebSocket µs per interaction"],
+                   rows, "lrr"), ""]
+    lines.append(
+        f"For WebSocket interactions to cost half of HTTP's {http_total:,.0f} µs, with "
+        f"{ws_outside:,.0f} µs of each spent outside the web worker (the same work on both "
+        f"paths), the web worker could spend at most {allowed:,.0f} µs on a frame; it spends "
+        f"{mean(1, 'web'):,.0f} µs, of which the interaction's own share (validation, rate "
+        f"charge, the script call, totals) is the same as over HTTP.")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,51 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+class ServerCpu:
+    """CPU seconds of `up` and all its children (web, Redis, workers) around each load: the
+    WebSocket clients are Python and share the client core, so requests per second may show
+    the clients' limit; CPU per request shows the server's own cost."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.pids = [root_pid, *descendants(root_pid)]
+        self.roles = {pid: role_of(pid, root_pid) for pid in self.pids}
+
+    def total(self) -> float:
+        return sum(process_cpu_s(pid) for pid in self.pids)
+
+    def by_role(self) -> dict[str, float]:
+        """CPU seconds so far of each kind of process: web, redis, listener, flusher..."""
+        used: dict[str, float] = {}
+        for pid in self.pids:
+            used[self.roles[pid]] = used.get(self.roles[pid], 0.0) + process_cpu_s(pid)
+        return used
+
+    def measure(self, load, count_of):
+        """(the load's result, server CPU µs per request)."""
+        result, per_role = self.measure_by_role(load, count_of)
+        return result, sum(per_role.values())
+
+    def measure_by_role(self, load, count_of):
+        """(the load's result, {role: server CPU µs per request})."""
+        before = self.by_role()
+        result = load()
+        after = self.by_role()
+        count = count_of(result)
+        return result, {role: (after[role] - before.get(role, 0.0)) / count * 1e6
+                        for role in after} if count else {}
+
+
+def role_of(pid: int, root_pid: int) -> str:
+    """`web`, `listener`, `flusher`, `redis`... for a process of `up` (its `serve` argument;
+    a Hypercorn worker forked by `serve web` counts as web)."""
+    argv = [part.decode(errors="replace") for part in cmdline(pid).split(b"\0") if part]
+    if "serve" in argv and argv.index("serve") + 1 < len(argv):
+        return argv[argv.index("serve") + 1]
+    if any("redis-server" in part for part in argv):
+        return "redis"
+    return "up" if pid == root_pid else "web"
+
+
 @contextlib.contextmanager
 def running_up(core: int, extra_env: dict[str, str] | None = None,
                keep: bool = False) -> Iterator[Up]:
