@@ -63,7 +63,7 @@ def stored_count(db_path, path_prefix: str) -> int:
 
 
 def run(duration_s: float, samples: int, connections: int) -> str:
-    require_binary("wrk", "apt-get install -y wrk")
+    require_binary("wrk", "run ./install.sh --bench, or apt-get install -y wrk")
     server_core, client_core = usable_cores()
     with running_up(server_core) as up:
         comments_url = f"{up.url}/api/v1/sites/{SITE}/comments"

@@ -325,7 +325,7 @@ def snapshot_before_stop(client: redis.Redis, db_path: Path) -> Snapshot:
 
 def run(duration_s: float, rounds: int, warmup_s: float, connections: int, pages: int,
         visitors: int, keep: bool) -> str:
-    require_binary("wrk", "apt-get install -y wrk")
+    require_binary("wrk", "run ./install.sh --bench, or apt-get install -y wrk")
     require_binary("redis-server", "run ./install.sh (or apt-get install redis-server)")
     server_core, client_core = usable_cores()
     work = Path(tempfile.mkdtemp(prefix="ovation-bench-http-"))

@@ -51,7 +51,7 @@ def ws_round(up, core: int, connections: int, duration_s: float, seed: int) -> d
 
 
 def run(duration_s: float, rounds: int, connections: int) -> str:
-    require_binary("wrk", "apt-get install -y wrk")
+    require_binary("wrk", "run ./install.sh --bench, or apt-get install -y wrk")
     server_core, client_core = usable_cores()
     results = []
     cpu_rows: list[tuple[float, float, float]] = []  # server CPU µs per request, per round

@@ -63,7 +63,7 @@ def wait_thread(url: str, path: str, count: int, timeout_s: float = 60) -> float
 
 
 def run(duration_s: float, rounds: int, connections: int) -> str:
-    require_binary("wrk", "apt-get install -y wrk")
+    require_binary("wrk", "run ./install.sh --bench, or apt-get install -y wrk")
     server_core, client_core = usable_cores()
     with running_up(server_core) as up:
         post_comments(up.url, THREAD_PATH, COMMENTS, AUTHOR_PREFIX)

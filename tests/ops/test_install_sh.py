@@ -60,3 +60,27 @@ def test_system_dry_run_is_repeatable_and_keeps_passwords_off_screen():
 def test_unknown_mode_explains_itself():
     result = subprocess.run(["./install.sh"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "--system" in result.stderr
+
+
+def test_bench_dry_run_installs_wrk_where_missing_then_runs_every_benchmark(tmp_path):
+    """`./install.sh --bench`, the README's one command for the benchmarks: on a machine
+    without `wrk` it plans to install Debian's, then hands its arguments to `python -m bench`.
+    The PATH is this machine's without `wrk`, and a `dpkg-query` that knows no package."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(directory).glob("*") if Path(directory).is_dir() else ():
+            target = bin_dir / tool.name
+            if tool.name not in ("wrk", "dpkg-query") and not target.exists():
+                target.symlink_to(tool)
+    fake = bin_dir / "dpkg-query"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    env = {**{key: value for key, value in os.environ.items()
+              if not key.startswith("OVATION_")}, "PATH": str(bin_dir)}
+    result = subprocess.run(["./install.sh", "--bench", "--dry-run", "--quick"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    installs = [line for line in result.stdout.splitlines() if "apt-get install" in line]
+    assert installs and "wrk" in installs[-1].split(), result.stdout
+    assert "would run: .venv/bin/python -m bench --quick" in result.stdout, result.stdout
